@@ -1,0 +1,7 @@
+"""Plumbing for the self-supervised learning notebooks.
+
+One module a job: `data` (datasets and loaders), `augment` (batched SimCLR
+views), `models` (encoders and heads), `training` (the loop), `evaluation`
+(linear probe, kNN, embeddings), `plots` (pictures), `checks` (relative
+error, timing, seeding, device).
+"""

@@ -1,0 +1,119 @@
+"""Pictures the notebooks show: image grids, view pairs, loss curves, bars, embeddings.
+
+Every function draws on a new figure and returns it, so a notebook shows it
+and a script can save it (``fig.savefig(...)``).
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from .data.datasets import denormalize
+
+
+def _to_hwc(img: torch.Tensor, normalized: bool) -> np.ndarray:
+    """``[3, H, W]`` uint8, [0, 1] float, or normalised float -> ``[H, W, 3]`` in [0, 1]."""
+    img = img.detach().cpu()
+    if img.dtype == torch.uint8:
+        img = img.float() / 255.0
+    elif normalized:
+        img = denormalize(img.float())
+    return img.clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def show_images(images: torch.Tensor, *, nrow: int = 8, titles: Sequence[str] | None = None,
+                normalized: bool = False, scale: float = 1.2, suptitle: str | None = None):
+    """Grid of ``images [N, 3, H, W]`` (uint8 or float; ``normalized`` undoes `to_float`)."""
+    n = len(images)
+    ncol = min(nrow, n)
+    rows = (n + ncol - 1) // ncol
+    fig, axes = plt.subplots(rows, ncol, figsize=(scale * ncol, scale * rows + (0.3 if suptitle else 0)), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        ax = axes.flat[i]
+        ax.imshow(_to_hwc(images[i], normalized), interpolation="nearest")
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def show_pairs(originals: torch.Tensor, view1: torch.Tensor, view2: torch.Tensor, *, normalized: bool = True):
+    """Three rows: the originals ``[N, 3, H, W]`` and two augmented views of each."""
+    n = len(originals)
+    fig, axes = plt.subplots(3, n, figsize=(1.3 * n, 4.2), squeeze=False)
+    for row, (name, imgs, norm) in enumerate(
+        (("original", originals, False), ("view 1", view1, normalized), ("view 2", view2, normalized))
+    ):
+        for i in range(n):
+            ax = axes[row, i]
+            ax.imshow(_to_hwc(imgs[i], norm), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[row, 0].set_ylabel(name)
+    fig.suptitle("Each column: one image and two random views of it (a positive pair)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_losses(curves: Mapping[str, Sequence[float]], *, smooth: int = 10, ylabel: str = "loss"):
+    """Loss per step for each named run, with a moving average of ``smooth`` steps."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, losses in curves.items():
+        y = np.asarray(losses, dtype=float)
+        ax.plot(y, alpha=0.3)
+        if len(y) >= smooth > 1:
+            avg = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
+            ax.plot(np.arange(smooth - 1, len(y)), avg, color=ax.lines[-1].get_color(), label=name)
+        else:
+            ax.lines[-1].set_label(name)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_bars(values: Mapping[str, float], *, ylabel: str = "test accuracy (%)", title: str | None = None,
+              chance: float | None = None):
+    """Bar chart of named scores in percent, each bar labelled with its value."""
+    fig, ax = plt.subplots(figsize=(1.6 * len(values) + 2, 3.5))
+    names, vals = list(values), [100 * v for v in values.values()]
+    bars = ax.bar(names, vals, color=plt.cm.tab10(np.arange(len(vals))))
+    ax.bar_label(bars, fmt="%.1f")
+    if chance is not None:
+        ax.axhline(100 * chance, ls="--", color="gray", label="chance")
+        ax.legend()
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 100)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def _scatter(ax, points: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str], title: str) -> None:
+    pts, lab = points.detach().cpu().numpy(), labels.cpu().numpy()
+    for k, name in enumerate(class_names):
+        sel = lab == k
+        ax.scatter(pts[sel, 0], pts[sel, 1], s=5, alpha=0.7, color=plt.cm.tab10(k % 10), label=name)
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_embeddings(panels: Sequence[tuple[torch.Tensor, torch.Tensor, str]], class_names: Sequence[str]):
+    """One scatter per panel ``(points [N, 2], labels [N], title)``, coloured by class, in a row."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels) + 1.5, 4.2), squeeze=False)
+    for ax, (pts, lab, title) in zip(axes[0], panels):
+        _scatter(ax, pts, lab, class_names, title)
+    axes[0, -1].legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.tight_layout()
+    return fig
