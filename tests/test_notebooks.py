@@ -1,0 +1,83 @@
+"""The notebooks: the solutions run and pass their checks, the release runs without
+solutions and says what is missing, and the release is what the source generates."""
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from course_utils import release
+from course_utils.notebook_runner import execute
+
+REPO = Path(__file__).resolve().parents[1]
+SOLUTIONS = REPO / "solutions" / "self_supervised"
+RELEASE = REPO / "assignments" / "self_supervised"
+SIMCLR_FUNCTIONS = ["compute_train_transform", "sim", "simclr_loss_naive", "compute_sim_matrix",
+                    "sim_positive_pairs", "simclr_loss_vectorized"]
+
+
+@pytest.fixture(scope="module")
+def solution_run():
+    return execute(SOLUTIONS / "03_simclr.ipynb", fast=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def release_run():
+    return execute(RELEASE / "03_simclr.ipynb", fast=True, timeout=300)
+
+
+def test_solution_notebook_runs_clean_in_fast_mode(solution_run):
+    assert solution_run.errors == [], [(c.index, c.error) for c in solution_run.errors]
+    assert not any(c.stderr.strip() for c in solution_run.cells), "a cell wrote to stderr (nbgrader zeroes it)"
+    out = solution_run.output()
+    for name in SIMCLR_FUNCTIONS:
+        assert f"{name}: looks right" in out, f"the public check of {name} did not pass"
+    assert "x faster" in out
+    assert "SimCLR pre-training adds" in out and "linear probe" in out
+    assert sum(c.figures for c in solution_run.cells) >= 5  # samples, pairs, loss, bars, embedding
+
+
+def test_release_runs_top_to_bottom_with_clear_not_implemented(release_run):
+    errors = release_run.errors
+    assert errors, "the starter should not pass its checks"
+    assert {e.error[0] for e in errors} == {"NotImplementedError"}, [e.error for e in errors]
+    assert all("not implemented yet" in e.error[1] for e in errors)
+    out = release_run.output()
+    assert "Pre-training needs simclr_loss_vectorized" in out
+    assert "Implement compute_train_transform above" in out
+    assert release_run.seconds < 120
+
+
+def _cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+def test_release_is_in_sync_with_the_source():
+    with tempfile.TemporaryDirectory() as tmp:
+        release.generate(Path(tmp))
+        problems = release.differences(Path(tmp) / release.ASSIGNMENT, RELEASE)
+    assert problems == [], "run `make release` and commit assignments/: " + "; ".join(problems)
+
+
+def test_source_has_a_solution_and_a_graded_test_per_function():
+    cells = _cells(SOLUTIONS / "03_simclr.ipynb")
+    meta = [c["metadata"].get("nbgrader", {}) for c in cells]
+    solutions = {m["grade_id"] for m in meta if m.get("solution")}
+    graded = {m["grade_id"]: m["points"] for m in meta if m.get("grade")}
+    assert solutions == set(SIMCLR_FUNCTIONS)
+    assert set(graded) == {f"test_{name}" for name in SIMCLR_FUNCTIONS}
+    assert all(p > 0 for p in graded.values())
+    assert all(m.get("schema_version") == 3 for m in meta if m)
+
+
+def test_notebooks_are_committed_without_outputs():
+    for path in list(SOLUTIONS.glob("*.ipynb")) + list(RELEASE.glob("*.ipynb")):
+        for cell in _cells(path):
+            if cell["cell_type"] == "code":
+                assert cell["outputs"] == [] and cell["execution_count"] is None, path.name
+
+
+def test_release_hides_solutions_and_hidden_tests():
+    text = (RELEASE / "03_simclr.ipynb").read_text()
+    assert "BEGIN SOLUTION" not in text and "BEGIN HIDDEN TESTS" not in text
+    assert "torch.eye(2 * N" not in text  # a line of the reference solution
