@@ -51,9 +51,46 @@ Then it answers requests, one reply each, until ``shutdown`` or EOF:
     - ``repeat`` (int >= 1) and ``warmup`` (int >= 0): timing mode. The call
       runs ``warmup`` times, then ``repeat`` timed times; ``seconds`` is the
       median, ``value`` is ``None``. Not combinable with the two above.
+    - ``seed`` (int): seeds ``random`` and torch's global generator (and
+      NumPy's, if the submission imported it) just before the call, so that
+      random functions (augmentations) give the same draws on every run.
+    - ``then_call``: a list of argument lists; the call's result must be a
+      callable (e.g. a transform), and ``value`` becomes the list of its
+      results on each argument list. Not combinable with ``grad_of`` or timing.
+    - ``substitute``: list of distinct names (identifiers, not dunder) that,
+      for the duration of this request only, are bound in the ``submission``
+      module's globals to stubs that call back to the grader (see below). The
+      original bindings (or their absence) are restored afterwards, also when
+      the student's code raised. A stub kept by the student and called outside
+      its request raises ``RuntimeError``. Works with timing, too (each call
+      of a stub is one callback).
 
-    Without timing, ``seconds`` is the duration of the one call. CUDA is
-    synchronised around timed calls when it is in use.
+    Without timing, ``seconds`` is the duration of the one call (callbacks
+    included). CUDA is synchronised around timed calls when it is in use.
+
+Callbacks. While a ``call`` with ``substitute`` runs, calling the stub of
+``name`` with ``(*args, **kwargs)`` writes, on the reply pipe, instead of a
+reply::
+
+    {"callback": name, "phase": "forward", "args": list, "kwargs": dict}
+
+and blocks until the grader answers on the request pipe with ``{"ok": True,
+"value": value}`` (the stub returns ``value``) or ``{"ok": False, "message":
+str}`` (the stub raises ``RuntimeError("grader's NAME failed: MESSAGE")``).
+Tensors are sent detached, as plain CPU tensors; tensors in ``value`` are moved
+to the device of the first tensor argument. Arguments that cannot be sent
+make the stub raise ``TypeError``. When grad mode is on and a positional
+argument is a tensor that requires grad, the stub is a
+``torch.autograd.Function``: if ``value`` is a tensor, backpropagating through
+it sends::
+
+    {"callback": name, "phase": "backward", "args": list, "kwargs": dict,
+     "grad_output": Tensor}
+
+(the same ``args``/``kwargs``) and expects ``{"ok": True, "value": [grad or
+None, ...]}``, one entry per positional argument (``None`` for non-tensors and
+unused ones). Tensors in ``kwargs``, and results that are not one tensor, are
+constants for autograd. Several callbacks may precede the final reply.
 
 Any request may fail with ``{"ok": False, "kind": kind, "type": str,
 "message": str, "traceback": str}``; ``kind`` is ``"exception"`` (the
@@ -74,9 +111,11 @@ import ast
 import io
 import linecache
 import os
+import random
 import signal
 import statistics
 import sys
+import threading
 import time
 import traceback
 import types
@@ -93,6 +132,7 @@ ENV_THREADS = "AUTOGRADER_THREADS"
 ENV_STATEMENT_TIMEOUT = "AUTOGRADER_STATEMENT_TIMEOUT"
 ENV_LOG_BYTES = "AUTOGRADER_LOG_BYTES"
 _TRUNCATED = b"[... earlier output dropped ...]\n"
+_MISSING = object()  # a substituted name the submission did not define
 
 
 class RequestError(Exception):
@@ -278,9 +318,22 @@ def _build_generator(spec: dict) -> torch.Generator:
     return torch.Generator().manual_seed(spec["seed"])
 
 
+def _build_pil_image(spec: dict) -> Any:
+    """``{"array": uint8 Tensor [H, W, 3] or [H, W]}`` -> a ``PIL.Image`` (RGB or L)."""
+    _check_keys(spec, "pil_image", required={"array"}, optional=set())
+    array = spec["array"]
+    if type(array) is not torch.Tensor or array.dtype != torch.uint8 or array.dim() not in (2, 3) \
+            or (array.dim() == 3 and array.shape[2] != 3):
+        raise RequestError("pil_image: array must be a uint8 tensor [H, W, 3] or [H, W]")
+    from PIL import Image
+
+    return Image.fromarray(array.numpy())
+
+
 BUILDERS: dict[str, Callable[[dict], Any]] = {
     "mlp": _build_mlp,
     "generator": _build_generator,
+    "pil_image": _build_pil_image,
 }
 """Kinds of ``{"__build__": kind, ...}`` argument specs the child can turn into objects."""
 
@@ -309,6 +362,14 @@ def build(value: Any, depth: int = 0) -> Any:
     return value
 
 
+def _tv_tensor_types() -> set:
+    """torchvision's tensor subclasses (Image, Video, Mask, ...) if torchvision is loaded."""
+    tv = sys.modules.get("torchvision.tv_tensors")
+    if tv is None:
+        return set()
+    return {v for v in vars(tv).values() if isinstance(v, type) and issubclass(v, torch.Tensor)}
+
+
 def export(value: Any, depth: int = 0) -> Any:
     """``value`` with modules as ``state_dict()`` and generators as ``get_state()``.
 
@@ -318,6 +379,8 @@ def export(value: Any, depth: int = 0) -> Any:
         return value  # the encoder reports the depth
     if isinstance(value, torch.nn.Module):
         return dict(value.state_dict())
+    if type(value) in _tv_tensor_types():  # torchvision's ToImage() gives these; send plain tensors
+        return torch.Tensor.as_subclass(value, torch.Tensor)
     if type(value) is torch.Generator:
         return value.get_state()
     if type(value) in (list, tuple):
@@ -330,16 +393,154 @@ def export(value: Any, depth: int = 0) -> Any:
 # --------------------------------------------------------------------------- calls
 
 
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed(seed % 2**32)
+
+
 def _sync() -> None:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()
 
 
-class Server:
-    """Answers requests against the loaded ``module``."""
+Exchange = Callable[[dict], Any]
+"""Sends one callback message to the grader and returns its answer."""
 
-    def __init__(self, module: types.ModuleType):
+
+def channel_exchange(read_fd: int, write_fd: int) -> Exchange:
+    """The :data:`Exchange` over the child's pipes: send on ``write_fd``, read on
+    ``read_fd`` (no timeout: the grader bounds the whole call and kills the child)."""
+    lock = threading.Lock()  # a student's threads cannot interleave two exchanges
+
+    def exchange(message: dict) -> Any:
+        with lock:
+            channel.send(write_fd, message)
+            return channel.recv(read_fd)
+
+    return exchange
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """``value`` with every tensor detached and a plain ``torch.Tensor``."""
+    if depth > channel.DEFAULT_MAX_DEPTH:
+        return value  # the encoder reports the depth
+    if isinstance(value, torch.Tensor):
+        return value.detach().as_subclass(torch.Tensor)
+    if type(value) in (list, tuple):
+        return type(value)(_plain(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return {k: _plain(v, depth + 1) for k, v in value.items()}
+    return value
+
+
+def _to_device(value: Any, device: torch.device | None, depth: int = 0) -> Any:
+    if device is None or depth > channel.DEFAULT_MAX_DEPTH:
+        return value
+    if type(value) is torch.Tensor:
+        return value.to(device)
+    if type(value) in (list, tuple):
+        return type(value)(_to_device(v, device, depth + 1) for v in value)
+    if type(value) is dict:
+        return {k: _to_device(v, device, depth + 1) for k, v in value.items()}
+    return value
+
+
+class _Substitution:
+    """The grader-side stand-in for one name during one ``call`` request."""
+
+    def __init__(self, name: str, exchange: Exchange):
+        self.name = name
+        self.exchange = exchange
+        self.active = True  # cleared when the request ends
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.active:
+            raise RuntimeError(f"{self.name!r} was replaced by the grader's version only "
+                               "during an earlier call; it cannot be called any more")
+        if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad
+                                           for a in args):
+            return _SubstituteFunction.apply(self, kwargs, *args)
+        return self.forward(args, kwargs)
+
+    def forward(self, args: tuple | list, kwargs: dict) -> Any:
+        value = self.ask("forward", args, kwargs)
+        device = next((a.device for a in [*args, *kwargs.values()]
+                       if isinstance(a, torch.Tensor)), None)
+        return _to_device(value, device)
+
+    def ask(self, phase: str, args: tuple | list, kwargs: dict, **extra: Any) -> Any:
+        """Send one callback and return the grader's value (or raise its failure)."""
+        message = {"callback": self.name, "phase": phase, "args": _plain(list(args)),
+                   "kwargs": _plain(dict(kwargs)), **extra}
+        try:
+            answer = self.exchange(message)
+        except channel.EncodeError as e:
+            raise TypeError(f"the arguments of {self.name!r} cannot be sent to the grader's "
+                            f"version: {e}") from None
+        except channel.ChannelError as e:
+            raise RuntimeError(f"the grader's {self.name} did not answer: {e}") from None
+        if type(answer) is dict and answer.get("ok") is True and set(answer) == {"ok", "value"}:
+            return answer["value"]
+        if type(answer) is dict and answer.get("ok") is False and \
+                set(answer) == {"ok", "message"} and type(answer["message"]) is str:
+            raise RuntimeError(f"grader's {self.name} failed: {answer['message']}")
+        raise RuntimeError(f"the grader's {self.name} sent a malformed answer")
+
+
+class _SubstituteFunction(torch.autograd.Function):
+    """Autograd through a :class:`_Substitution`: both passes are callbacks."""
+
+    @staticmethod
+    def forward(ctx: Any, sub: _Substitution, kwargs: dict, *args: Any) -> Any:
+        positions = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+        ctx.sub, ctx.kwargs, ctx.positions = sub, kwargs, positions
+        ctx.args = [None if i in positions else a for i, a in enumerate(args)]
+        ctx.save_for_backward(*(args[i] for i in positions))
+        value = sub.forward(args, kwargs)
+        if isinstance(value, torch.Tensor) and not value.is_floating_point():
+            ctx.mark_non_differentiable(value)
+        elif type(value) is tuple:  # only one tensor is supported: the others are constants
+            ctx.mark_non_differentiable(*(v for v in value if isinstance(v, torch.Tensor)))
+        return value
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, *grad_outputs: Any) -> Any:
+        args = list(ctx.args)
+        for i, tensor in zip(ctx.positions, ctx.saved_tensors):
+            args[i] = tensor
+        sub = ctx.sub
+        if len(grad_outputs) != 1 or not isinstance(grad_outputs[0], torch.Tensor):
+            raise RuntimeError(f"gradients through the grader's {sub.name} need it to "
+                               "return one tensor")
+        grads = sub.ask("backward", args, ctx.kwargs, grad_output=_plain(grad_outputs[0]))
+        if type(grads) is not list or len(grads) != len(args):
+            raise RuntimeError(f"the grader's {sub.name} sent {grads!r:.100} as the gradients "
+                               f"of its {len(args)} arguments")
+        out: list[Any] = [None, None]
+        for arg, grad in zip(args, grads):
+            if grad is None or not isinstance(arg, torch.Tensor):
+                out.append(None)
+            elif type(grad) is not torch.Tensor or grad.shape != arg.shape:
+                raise RuntimeError(f"the grader's {sub.name} sent a gradient that does not "
+                                   "match its argument's shape")
+            else:
+                out.append(grad.to(dtype=arg.dtype, device=arg.device))
+        return tuple(out)
+
+
+class Server:
+    """Answers requests against the loaded ``module``.
+
+    ``exchange`` carries the callbacks of substituted names to the grader
+    (:func:`channel_exchange`); without it, ``substitute`` is refused.
+    """
+
+    def __init__(self, module: types.ModuleType, exchange: Exchange | None = None):
         self.module = module
+        self.exchange = exchange
         self.done = False  # set by a shutdown request
 
     def handle(self, request: Any) -> dict:
@@ -370,9 +571,11 @@ class Server:
         if type(name) is not str or type(args) is not list or type(kwargs) is not dict \
                 or type(options) is not dict:
             raise RequestError("call: name must be a str, args a list, kwargs and options dicts")
-        unknown = set(options) - {"grad_of", "grad_output", "return_args", "repeat", "warmup"}
+        unknown = set(options) - {"grad_of", "grad_output", "return_args", "repeat", "warmup",
+                                  "substitute", "seed", "then_call"}
         if unknown:
             raise RequestError(f"call: unknown options {sorted(unknown)}")
+        substitute = self._substitute_names(options.get("substitute"))
         fn = vars(self.module).get(name)
         if fn is None and name not in vars(self.module):
             return _failure("missing", "NameError", f"the submission does not define {name!r}")
@@ -380,9 +583,84 @@ class Server:
             return _failure("missing", "TypeError", f"{name!r} is a {type(fn).__name__}, "
                                                     "not a function")
         args, kwargs = build(args), build(kwargs)
+        inputs = None
         if "repeat" in options:
-            return self._time(name, fn, args, kwargs, options)
-        inputs = self._grad_inputs(options.get("grad_of"), args, kwargs)
+            self._check_timing(options)
+        else:
+            inputs = self._grad_inputs(options.get("grad_of"), args, kwargs)
+        then_call = self._then_call_args(options)
+        saved = self._bind(substitute)
+        try:
+            if "seed" in options:
+                _seed(options["seed"])
+            if then_call is not None:
+                return self._call_then(fn, args, kwargs, then_call)
+            if "repeat" in options:
+                return self._time(name, fn, args, kwargs, options)
+            return self._call(name, fn, args, kwargs, options, inputs)
+        finally:
+            self._restore(saved)
+
+    @staticmethod
+    def _then_call_args(options: dict) -> list | None:
+        if "seed" in options and type(options["seed"]) is not int:
+            raise RequestError(f"seed must be an int, got {options['seed']!r:.50}")
+        if "then_call" not in options:
+            return None
+        calls = options["then_call"]
+        if type(calls) is not list or not all(type(c) is list for c in calls):
+            raise RequestError("then_call must be a list of argument lists")
+        if set(options) & {"grad_of", "grad_output", "return_args", "repeat"}:
+            raise RequestError("then_call cannot be combined with grad_of, return_args or timing")
+        return [build(c) for c in calls]
+
+    @staticmethod
+    def _call_then(fn: Callable, args: list, kwargs: dict, calls: list) -> dict:
+        start = time.perf_counter()
+        try:
+            made = fn(*args, **kwargs)
+            if not callable(made):
+                raise TypeError(f"it returned a {type(made).__name__}, not a callable")
+            value = [made(*c) for c in calls]
+        except Exception as e:
+            return _exception_reply(e)
+        return {"ok": True, "value": export(value), "seconds": time.perf_counter() - start,
+                "grads": None, "args_after": None}
+
+    def _substitute_names(self, names: Any) -> list[str]:
+        if names is None:
+            return []
+        if type(names) is not list or not all(
+                type(n) is str and n.isidentifier() and not n.startswith("__") for n in names) \
+                or len(set(names)) != len(names):
+            raise RequestError("substitute must be a list of distinct identifiers (not dunder "
+                               f"names), got {names!r:.200}")
+        if names and self.exchange is None:
+            raise RequestError("substitute needs a channel to the grader")
+        return names
+
+    def _bind(self, names: list[str]) -> list[tuple[str, Any, _Substitution]]:
+        """Bind each name to a stub; what :meth:`_restore` needs to undo it."""
+        namespace = vars(self.module)
+        saved = []
+        for name in names:
+            assert self.exchange is not None
+            stub = _Substitution(name, self.exchange)
+            saved.append((name, namespace.get(name, _MISSING), stub))
+            namespace[name] = stub
+        return saved
+
+    def _restore(self, saved: list[tuple[str, Any, _Substitution]]) -> None:
+        namespace = vars(self.module)
+        for name, original, stub in saved:
+            stub.active = False
+            if original is _MISSING:
+                namespace.pop(name, None)
+            else:
+                namespace[name] = original
+
+    def _call(self, name: str, fn: Callable, args: list, kwargs: dict, options: dict,
+              inputs: list | None) -> dict:
         start = time.perf_counter()
         try:
             value = fn(*args, **kwargs)
@@ -438,12 +716,16 @@ class Server:
         return [None if g is None else g.detach() for g in grads]
 
     @staticmethod
-    def _time(name: str, fn: Callable, args: list, kwargs: dict, options: dict) -> dict:
+    def _check_timing(options: dict) -> None:
         repeat, warmup = options["repeat"], options.get("warmup", 0)
         if type(repeat) is not int or repeat < 1 or type(warmup) is not int or warmup < 0:
             raise RequestError("repeat must be an int >= 1 and warmup an int >= 0")
         if set(options) & {"grad_of", "grad_output", "return_args"}:
             raise RequestError("timing (repeat) cannot be combined with grad_of/return_args")
+
+    @staticmethod
+    def _time(name: str, fn: Callable, args: list, kwargs: dict, options: dict) -> dict:
+        repeat, warmup = options["repeat"], options.get("warmup", 0)
         times = []
         try:
             for i in range(warmup + repeat):
@@ -486,7 +768,7 @@ def main(argv: list[str]) -> int:
     module, load_errors = load_submission(
         source, float(os.environ.get(ENV_STATEMENT_TIMEOUT, "10")))
     channel.send(write_fd, {"ready": True, "load_errors": load_errors})
-    server = Server(module)
+    server = Server(module, channel_exchange(read_fd, write_fd))
     while True:
         try:
             request = channel.recv(read_fd)

@@ -20,6 +20,12 @@ the argv. Whatever the launcher returns, the child gets ``stdin`` from
 Arguments that are not plain data are described with :func:`mlp_spec` and
 :func:`generator_spec` and built in the child; modules come back as their
 ``state_dict`` (see ``child.py`` for the request and reply formats).
+
+Names the tested function calls (other graded functions) can be replaced,
+for one call, by trusted grader-side callables (``substitute=``): the child
+gets stubs that send their arguments back over the channel, and the grader
+answers with the values (and, for autograd, the gradients), so that trusted
+code never enters the child.
 """
 from __future__ import annotations
 
@@ -283,6 +289,62 @@ def _describe_exit(returncode: int | None) -> str:
     return f"exited with status {returncode}"
 
 
+# --------------------------------------------------------------------------- callbacks
+
+
+def _check_substitute(substitute: Mapping[str, Callable] | None) -> dict[str, Callable]:
+    """``substitute`` as a dict, checked: identifiers (not dunder) to callables."""
+    if substitute is None:
+        return {}
+    if not isinstance(substitute, Mapping):
+        raise TypeError(f"substitute must be a mapping of names to callables, got "
+                        f"{type(substitute).__name__}")
+    callbacks = dict(substitute)
+    for key, fn in callbacks.items():
+        if type(key) is not str or not key.isidentifier() or key.startswith("__"):
+            raise ValueError(f"substitute: {key!r} is not a name that can be substituted")
+        if not callable(fn):
+            raise TypeError(f"substitute: the value for {key!r} is not callable")
+    return callbacks
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """``value`` with every tensor detached and a plain ``torch.Tensor`` (for the channel)."""
+    if depth > channel.DEFAULT_MAX_DEPTH:
+        return value  # the encoder reports the depth
+    if isinstance(value, torch.Tensor):
+        return value.detach().as_subclass(torch.Tensor)
+    if type(value) in (list, tuple):
+        return type(value)(_plain(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return {k: _plain(v, depth + 1) for k, v in value.items()}
+    return value
+
+
+def _callback_grads(fn: Callable, args: list, kwargs: dict, grad_output: torch.Tensor
+                    ) -> list:
+    """Gradients for ``grad_output`` of ``fn(*args, **kwargs)`` (a tensor) with respect
+    to each floating tensor of ``args``; ``None`` for the other arguments and unused ones."""
+    inputs = [a.detach().requires_grad_(True)
+              if type(a) is torch.Tensor and a.is_floating_point() else a for a in args]
+    with torch.enable_grad():
+        out = fn(*inputs, **kwargs)
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"gradients need a tensor result, got a {type(out).__name__}")
+    if grad_output.shape != out.shape:
+        raise ValueError(f"grad_output has shape {tuple(grad_output.shape)}, the result "
+                         f"{tuple(out.shape)}")
+    leaves = [a for a in inputs if type(a) is torch.Tensor and a.requires_grad]
+    if leaves and out.requires_grad:
+        grad_output = grad_output.to(device=out.device, dtype=out.dtype)
+        grads = list(torch.autograd.grad(out, leaves, grad_output, allow_unused=True))
+    else:
+        grads = [None] * len(leaves)
+    found = iter(grads)
+    return [next(found) if type(a) is torch.Tensor and a.requires_grad else None
+            for a in inputs]
+
+
 # --------------------------------------------------------------------------- the process
 
 
@@ -444,9 +506,12 @@ class StudentProcess:
 
     # -- requests
 
-    def _request(self, request: dict, timeout: float, what: str) -> tuple[dict, str]:
+    def _request(self, request: dict, timeout: float, what: str,
+                 callbacks: Mapping[str, Callable] | None = None) -> tuple[dict, str]:
         """Send ``request``, return ``(successful reply, output printed meanwhile)``.
 
+        Callback messages that arrive before the reply are answered with
+        ``callbacks`` (see :meth:`_answer_callback`), all within ``timeout``.
         Raises :class:`StudentError` for failures and kills the child where
         it cannot be trusted any more; raises :class:`channel.EncodeError`
         (child untouched) if the request holds values that cannot be sent.
@@ -458,9 +523,26 @@ class StudentProcess:
         deadline = time.monotonic() + timeout
         try:
             channel.send(child.request_fd, request, timeout=timeout)
-            reply = channel.recv(child.reply_fd, timeout=max(0.0, deadline - time.monotonic()))
         except channel.EncodeError:
             raise
+        except channel.ChannelError as e:
+            self._fail_io(e, what, timeout)
+        try:
+            while True:
+                reply = channel.recv(child.reply_fd,
+                                     timeout=max(0.0, deadline - time.monotonic()))
+                if type(reply) is not dict or "callback" not in reply:
+                    break
+                answer = self._answer_callback(reply, callbacks or {}, what)
+                if time.monotonic() >= deadline:
+                    raise channel.ChannelTimeout("the deadline passed during callbacks")
+                try:
+                    channel.send(child.request_fd, answer,
+                                 timeout=max(0.0, deadline - time.monotonic()))
+                except channel.EncodeError as e:
+                    channel.send(child.request_fd,
+                                 {"ok": False, "message": f"its result cannot be sent: {e}"},
+                                 timeout=max(0.0, deadline - time.monotonic()))
         except channel.ChannelError as e:
             self._fail_io(e, what, timeout)
         tail = child.log_text(since)
@@ -469,6 +551,46 @@ class StudentProcess:
         if not reply["ok"]:
             self._raise_failure(reply, what, tail)
         return reply, tail
+
+    def _answer_callback(self, message: dict, callbacks: Mapping[str, Callable],
+                         what: str) -> dict:
+        """The answer to one callback message of the child (see ``child.py``).
+
+        The message must be exactly ``{"callback": name, "phase": "forward",
+        "args": list, "kwargs": dict}`` or the same with ``"phase":
+        "backward"`` and a ``"grad_output"`` tensor, for a ``name`` in
+        ``callbacks``; anything else kills the child (``"protocol"``).
+        Forward: ``{"ok": True, "value": fn(*args, **kwargs)}`` computed under
+        ``no_grad``. Backward: ``fn`` is recomputed with the floating tensors
+        of ``args`` requiring grad, and the value is the list of their
+        gradients for ``grad_output`` (``None`` for other arguments and
+        unused ones). If ``fn`` raises, the answer is ``{"ok": False,
+        "message": "Type: message"}``.
+        """
+        phase, name = message.get("phase"), message.get("callback")
+        keys = {"callback", "phase", "args", "kwargs"} | \
+            ({"grad_output"} if phase == "backward" else set())
+        if phase not in ("forward", "backward") or set(message) != keys \
+                or type(name) is not str or type(message["args"]) is not list \
+                or type(message["kwargs"]) is not dict \
+                or (phase == "backward" and type(message["grad_output"]) is not torch.Tensor):
+            self._fail("protocol", f"the student process sent a malformed callback during "
+                                   f"{what}")
+        fn = callbacks.get(name)
+        if fn is None:
+            self._fail("protocol", f"the student process asked for the grader's {name!r:.100} "
+                                   f"during {what}, which is not substituted there")
+        args, kwargs = message["args"], message["kwargs"]
+        try:
+            if phase == "forward":
+                with torch.no_grad():
+                    value = fn(*args, **kwargs)
+            else:
+                value = _callback_grads(fn, args, kwargs, message["grad_output"])
+        except Exception as e:
+            text = f"{type(e).__name__}: {e}"
+            return {"ok": False, "message": text if len(text) <= 2000 else text[:2000] + "..."}
+        return {"ok": True, "value": _plain(value)}
 
     def _raise_failure(self, reply: dict, what: str, tail: str) -> NoReturn:
         kind = reply.get("kind")
@@ -487,6 +609,8 @@ class StudentProcess:
     def call(self, name: str, *args: Any, timeout: float | None = None,
              grad_of: Iterable[int | str] | int | str | None = None,
              grad_output: Any = None, return_args: bool = False,
+             substitute: Mapping[str, Callable] | None = None,
+             then_call: Iterable[Iterable[Any]] | None = None, seed: int | None = None,
              **kwargs: Any) -> CallResult:
         """Call the student's function ``name(*args, **kwargs)`` in the child.
 
@@ -496,14 +620,35 @@ class StudentProcess:
         tensors) asks for the gradients of the result, a tensor, with
         ``grad_output`` (default: of ``result.sum()``). ``return_args`` asks
         for the arguments as they are after the call. ``timeout`` defaults to
-        ``call_timeout``. The student's own keyword arguments cannot be named
-        like these four.
+        ``call_timeout``; it bounds the whole call, callbacks included. The
+        student's own keyword arguments cannot be named like these seven.
+
+        ``substitute`` maps names of the submission's globals (e.g. other
+        graded functions that ``name`` calls) to trusted grader-side callables
+        (e.g. the reference versions). During this call only, the child binds
+        each name to a stub that sends its arguments back here (data only; the
+        callables never enter the child); ``fn(*args, **kwargs)`` is computed
+        in the grader under ``no_grad`` and its value sent back. Gradients
+        flow through the stub when ``fn`` returns one tensor: its backward
+        is a second callback, answered by recomputing ``fn`` with the floating
+        tensor arguments requiring grad. Tensor keyword arguments are
+        constants for autograd. If ``fn`` raises, the stub raises
+        ``RuntimeError("grader's NAME failed: Type: message")`` in the child.
+        A callback for any other name is a ``"protocol"`` failure.
+
+        ``then_call`` (a list of argument lists) applies the callable that
+        ``name`` returns (e.g. a transform) to each; the value is the list of
+        results. ``seed`` seeds the child's ``random``, torch (and NumPy)
+        generators just before the call, for reproducible random functions.
 
         Raises :class:`StudentError` (see its ``kind``), ``ValueError`` for a
         request the child rejects (e.g. ``grad_of`` naming a non-tensor), and
         :class:`channel.EncodeError` for arguments that cannot be sent.
         """
+        callbacks = _check_substitute(substitute)
         options: dict[str, Any] = {}
+        if callbacks:
+            options["substitute"] = list(callbacks)
         if grad_of is not None:
             keys = [grad_of] if type(grad_of) in (int, str) else list(grad_of)
             if not keys or not all(type(k) in (int, str) for k in keys):
@@ -516,10 +661,14 @@ class StudentProcess:
             raise ValueError("grad_output needs grad_of")
         if return_args:
             options["return_args"] = True
+        if then_call is not None:
+            options["then_call"] = [list(c) for c in then_call]
+        if seed is not None:
+            options["seed"] = int(seed)
         timeout = self.call_timeout if timeout is None else timeout
         reply, tail = self._request(
             {"op": "call", "name": name, "args": list(args), "kwargs": kwargs,
-             "options": options}, timeout, f"the call to {name!r}")
+             "options": options}, timeout, f"the call to {name!r}", callbacks)
         return self._call_result(reply, tail, options.get("grad_of"), len(args), kwargs)
 
     def _call_result(self, reply: dict, tail: str, grad_of: list | None, n_args: int,
@@ -545,19 +694,24 @@ class StudentProcess:
             stdout_tail=tail, seconds=seconds)
 
     def time(self, name: str, *args: Any, repeats: int = 5, warmup: int = 1,
-             timeout: float | None = None, **kwargs: Any) -> float:
+             timeout: float | None = None,
+             substitute: Mapping[str, Callable] | None = None, **kwargs: Any) -> float:
         """Median seconds of ``repeats`` calls of ``name(*args, **kwargs)`` after
         ``warmup`` untimed ones, all with the same arguments, in the child.
 
         ``timeout`` (for all of them) defaults to ``call_timeout * (repeats + warmup)``.
+        ``substitute`` is as for :meth:`call`; the callbacks count in the times.
         """
         if type(repeats) is not int or repeats < 1 or type(warmup) is not int or warmup < 0:
             raise ValueError("repeats must be an int >= 1 and warmup an int >= 0")
+        callbacks = _check_substitute(substitute)
+        options: dict[str, Any] = {"repeat": repeats, "warmup": warmup}
+        if callbacks:
+            options["substitute"] = list(callbacks)
         timeout = self.call_timeout * (repeats + warmup) if timeout is None else timeout
         reply, tail = self._request(
             {"op": "call", "name": name, "args": list(args), "kwargs": kwargs,
-             "options": {"repeat": repeats, "warmup": warmup}}, timeout,
-            f"timing {name!r}")
+             "options": options}, timeout, f"timing {name!r}", callbacks)
         return self._call_result(reply, tail, None, len(args), kwargs).seconds
 
     def names(self, timeout: float | None = None) -> dict[str, bool]:

@@ -1,0 +1,83 @@
+"""Command line of the autograder: parses arguments and calls one function each.
+
+    python -m autograder grade SUBMISSION [--out FILE]     results.json (stdout without --out), table on stderr
+    python -m autograder gradebook FOLDER --csv FILE       grade every submission in FOLDER into a CSV
+    python -m autograder gradescope-zip [--out FILE]       build the Gradescope autograder zip
+    python -m autograder gradescope-run [--root DIR]       what run_autograder calls inside Gradescope
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _grade(args) -> int:
+    from .gradescope import to_results_json, write_json_atomically
+    from .grade import grade_submission
+    from .report import render_table
+
+    try:
+        result = grade_submission(args.submission, call_timeout=args.timeout)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    data = to_results_json(result)
+    if args.out:
+        write_json_atomically(data, Path(args.out))
+    else:
+        json.dump(data, sys.stdout, indent=2)
+        print()
+    if not args.quiet:
+        print(render_table(result, title=str(args.submission)), file=sys.stderr)
+    return 0
+
+
+def _gradebook(args) -> int:
+    from .gradebook import grade_folder
+
+    grade_folder(Path(args.folder), Path(args.csv), workers=args.workers,
+                 results_dir=Path(args.results) if args.results else None)
+    return 0
+
+
+def _zip(args) -> int:
+    from .package import build_zip
+
+    print(build_zip(Path(args.out)))
+    return 0
+
+
+def _gradescope_run(args) -> int:
+    from .gradescope import run
+
+    data = run(Path(args.root))
+    print(f"score {data['score']} in {data['execution_time']} s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("grade", help="grade one submission (a folder, a .zip or a notebook)")
+    g.add_argument("submission", type=Path)
+    g.add_argument("--out", help="write results.json here instead of standard output")
+    g.add_argument("--timeout", type=float, default=20.0, help="seconds one call of a student function may take")
+    g.add_argument("--quiet", action="store_true", help="no table on standard error")
+    g.set_defaults(run=_grade)
+    b = sub.add_parser("gradebook", help="grade every submission (subfolder or .zip) of a folder into a CSV")
+    b.add_argument("folder")
+    b.add_argument("--csv", required=True, help="the gradebook to write")
+    b.add_argument("--workers", type=int, default=2, help="submissions graded at once")
+    b.add_argument("--results", help="also write each submission's results.json into this folder")
+    b.set_defaults(run=_gradebook)
+    z = sub.add_parser("gradescope-zip", help="build the Gradescope autograder zip")
+    z.add_argument("--out", default="build/autograder.zip")
+    z.set_defaults(run=_zip)
+    r = sub.add_parser("gradescope-run", help="grade ROOT/submission into ROOT/results/results.json")
+    r.add_argument("--root", default="/autograder")
+    r.set_defaults(run=_gradescope_run)
+    args = parser.parse_args(argv)
+    return args.run(args)

@@ -1,0 +1,94 @@
+"""Example submissions made from the release notebooks, as a student would fill them in.
+
+`make_submission` copies the released notebook and fills each solution cell
+with the reference solution (from solutions/) or with code given for that
+function, so that demos and tests grade realistic notebooks. The bundled
+examples (`EXAMPLES`) are what ``make demo`` grades:
+
+    python -m autograder.examples DIR     # writes DIR/<example>/03_simclr.ipynb
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Mapping
+
+import nbformat
+
+REPO = Path(__file__).resolve().parents[1]
+_MARKER = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$")
+
+# Two classic mistakes: the loss averaged over N anchors instead of 2N, and
+# raw dot products instead of cosine similarities.
+BUGGY_SIMCLR = {
+    "simclr_loss_vectorized": '''
+def simclr_loss_vectorized(out_left, out_right, tau):
+    N = out_left.shape[0]
+    out = torch.cat([out_left, out_right], dim=0)
+    exponential = torch.exp(compute_sim_matrix(out) / tau)
+    not_self = ~torch.eye(2 * N, dtype=torch.bool)
+    denom = (exponential * not_self).sum(dim=1, keepdim=True)
+    pos = sim_positive_pairs(out_left, out_right)
+    numerator = torch.exp(torch.cat([pos, pos], dim=0) / tau)
+    return -torch.log(numerator / denom).sum() / N
+''',
+    "compute_sim_matrix": '''
+def compute_sim_matrix(out):
+    return out @ out.T
+''',
+}
+
+EXAMPLES: dict[str, dict[str, Mapping[str, str | None]]] = {
+    "reference": {"03_simclr": {}},
+    "starter": {"03_simclr": None},
+    "two_bugs": {"03_simclr": BUGGY_SIMCLR},
+}
+
+
+def reference_solutions(notebook: str) -> dict[str, str]:
+    """``{grade_id: solution cell source without the markers}`` of a source notebook."""
+    nb = nbformat.read(REPO / "solutions" / "self_supervised" / f"{notebook}.ipynb", as_version=4)
+    out = {}
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution") and cell.cell_type == "code":
+            out[meta["grade_id"]] = "\n".join(l for l in cell.source.splitlines() if not _MARKER.match(l))
+    return out
+
+
+def make_submission(out_dir: Path, notebook: str, code: Mapping[str, str | None] | None) -> Path:
+    """Write ``out_dir/<notebook>.ipynb``: the release with solution cells filled in.
+
+    ``code`` maps a function to its cell's new source (``None`` keeps the
+    starter stub); functions not in it get the reference solution. ``code``
+    itself ``None`` leaves the whole notebook as released.
+    """
+    nb = nbformat.read(REPO / "assignments" / "self_supervised" / f"{notebook}.ipynb", as_version=4)
+    if code is not None:
+        solutions = reference_solutions(notebook)
+        for cell in nb.cells:
+            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if cell.metadata.get("nbgrader", {}).get("solution") and gid in solutions:
+                new = code.get(gid, solutions[gid])
+                if new is not None:
+                    cell.source = new.strip("\n")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{notebook}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def write_examples(root: Path) -> list[Path]:
+    """Write every bundled example submission under ``root``; returns their folders."""
+    folders = []
+    for name, notebooks in EXAMPLES.items():
+        for notebook, code in notebooks.items():
+            make_submission(root / name, notebook, code)
+        folders.append(root / name)
+    return folders
+
+
+if __name__ == "__main__":
+    for folder in write_examples(Path(sys.argv[1] if len(sys.argv) > 1 else "build/examples")):
+        print(folder)

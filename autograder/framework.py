@@ -1,0 +1,337 @@
+"""What the hidden suites are written with, and the runner that scores them.
+
+A suite (``autograder/suites/test_<notebook>.py``) is a pytest module whose
+tests are registered with `graded`: each is one *check* of one graded
+function (see `points.POINTS`), takes ``student`` and ``ref`` (the reference
+module), and fails by raising `Failure` with a message for the student.
+
+    @graded("03_simclr", "sim", "values")
+    def test_sim_values(student, ref): ...
+
+The same suite runs under pytest (``conftest.py`` makes the fixtures), under
+`run_suite` for the local command and Gradescope (student code in a child
+process: `RemoteStudent`), and inside an nbgrader kernel (`LocalStudent`).
+
+Dependencies between graded functions: each function's ``values`` and
+``gradients`` checks run with the *reference* in place of the other graded
+functions it calls, so one bug costs the points of the function it is in and
+nothing else. (The reference runs in the grader; in a child process only
+tensors cross.) The ``vectorized`` check times the function as written; if it
+is slow and a graded function it calls failed its own ``vectorized`` check,
+the slowness is counted against that function only.
+"""
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+
+import torch
+
+from .points import POINTS
+from .results import CheckResult
+from .student_process import CallResult, StudentError, StudentProcess
+
+
+class Failure(AssertionError):
+    """A check failed; the message is what the student reads."""
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def graded(notebook: str, function: str, check: str):
+    """Register a test as check ``check`` of ``notebook``'s graded ``function``."""
+    if check not in POINTS.get(notebook, {}).get(function, {}):
+        raise KeyError(f"{notebook}.{function}.{check} has no points in autograder/points.py")
+
+    def mark(test):
+        test.__graded__ = (notebook, function, check)
+        return test
+
+    return mark
+
+
+def checks_of(suite: ModuleType) -> list[Callable]:
+    """The registered tests of a suite module, in source order."""
+    tests = [v for v in vars(suite).values() if callable(v) and hasattr(v, "__graded__")]
+    return sorted(tests, key=lambda t: t.__code__.co_firstlineno)
+
+
+# --------------------------------------------------------------------------- students
+
+
+class Student(Protocol):
+    """How a check calls the student's code, wherever it runs."""
+
+    def call(self, name: str, *args: Any, grad_of=None, grad_output=None, return_args: bool = False,
+             then_call: Sequence[Sequence[Any]] | None = None, seed: int | None = None,
+             **kwargs: Any) -> CallResult: ...
+
+    def time(self, name: str, *args: Any, repeats: int = 5, warmup: int = 1, **kwargs: Any) -> float: ...
+
+
+class RemoteStudent:
+    """The student's definitions in a `StudentProcess` (local command, Gradescope).
+
+    ``substitutes[f]`` maps the graded functions that ``f`` calls to the
+    reference versions, used by ``call`` (not by ``time``).
+    """
+
+    def __init__(self, process: StudentProcess, substitutes: Mapping[str, Mapping[str, Callable]] | None = None):
+        self.process = process
+        self.substitutes = dict(substitutes or {})
+
+    def call(self, name, *args, **options) -> CallResult:
+        return self.process.call(name, *args, substitute=self.substitutes.get(name) or None, **options)
+
+    def time(self, name, *args, repeats=5, warmup=1, **kwargs) -> float:
+        return self.process.time(name, *args, repeats=repeats, warmup=warmup, **kwargs)
+
+
+def pil_image_spec(array: torch.Tensor) -> dict:
+    """An argument that becomes a ``PIL.Image`` where the student's code runs (uint8 ``[H, W, 3]``)."""
+    return {"__build__": "pil_image", "array": array}
+
+
+def _local_build(value: Any) -> Any:
+    """What the child's builders do, in this process (only PIL images are needed here)."""
+    if isinstance(value, dict) and value.get("__build__") == "pil_image":
+        from PIL import Image
+
+        return Image.fromarray(value["array"].numpy())
+    return value
+
+
+def _local_export(value: Any) -> Any:
+    """What the child sends back: torchvision's tensor subclasses become plain tensors."""
+    if isinstance(value, list):
+        return [_local_export(v) for v in value]
+    if isinstance(value, torch.Tensor) and type(value).__module__.startswith("torchvision.tv_tensors"):
+        return torch.Tensor.as_subclass(value, torch.Tensor)
+    return value
+
+
+class LocalStudent:
+    """The student's definitions in this process (an nbgrader kernel's globals).
+
+    nbgrader runs the student's notebook in one kernel, so there is no
+    isolation to keep; arguments are still cloned so that checks see what the
+    student's code did to them.
+    """
+
+    def __init__(self, namespace: Mapping[str, Any], substitutes: Mapping[str, Mapping[str, Callable]] | None = None):
+        self.namespace = namespace
+        self.substitutes = dict(substitutes or {})
+
+    def _function(self, name: str) -> Callable:
+        fn = self.namespace.get(name)
+        if not callable(fn):
+            raise StudentError("missing", f"{name} is not defined: run the cell that defines it")
+        return fn
+
+    def call(self, name, *args, grad_of=None, grad_output=None, return_args=False, then_call=None, seed=None,
+             **kwargs) -> CallResult:
+        fn = self._function(name)
+        copy = lambda a: a.detach().clone() if isinstance(a, torch.Tensor) else a  # noqa: E731
+        args, kwargs = [copy(a) for a in args], {k: copy(v) for k, v in kwargs.items()}
+        keys = [grad_of] if isinstance(grad_of, (int, str)) else list(grad_of or [])
+        inputs = [(args[k] if isinstance(k, int) else kwargs[k]).requires_grad_() for k in keys]
+        if seed is not None:
+            torch.manual_seed(seed)
+        saved = {n: self.namespace.get(n) for n in self.substitutes.get(name, {})}
+        start = time.perf_counter()
+        try:
+            self.namespace.update(self.substitutes.get(name, {}))  # type: ignore[attr-defined]
+            value = fn(*args, **kwargs)
+            if then_call is not None:
+                value = [value(*[_local_build(x) for x in a]) for a in then_call]
+            grads = None
+            if keys:
+                target = value if grad_output is not None else value.sum()
+                grads = dict(zip(keys, torch.autograd.grad(target, inputs, grad_outputs=grad_output,
+                                                           allow_unused=True)))
+        except StudentError:
+            raise
+        except Exception as e:  # the student's code raised
+            tb = "".join(traceback.format_exception(type(e), e, e.__traceback__)[-3:])
+            raise StudentError("exception", f"{type(e).__name__}: {e}", exc_type=type(e).__name__,
+                               student_traceback=tb) from e
+        finally:
+            self.namespace.update(saved)  # type: ignore[attr-defined]
+        value = _local_export(value.detach() if isinstance(value, torch.Tensor) else value)
+        after = {**dict(enumerate(args)), **kwargs} if return_args else None
+        return CallResult(value, grads, after, "", time.perf_counter() - start)
+
+    def time(self, name, *args, repeats=5, warmup=1, **kwargs) -> float:
+        from course_utils.checks import time_function
+
+        fn = self._function(name)
+        return time_function(lambda: fn(*args, **kwargs), repeats=repeats, warmup=warmup)
+
+
+# --------------------------------------------------------------------------- comparing
+
+
+def describe(value: Any) -> str:
+    """``float32 [4, 8]`` for a tensor, the type name otherwise."""
+    if type(value) is torch.Tensor:
+        return f"{str(value.dtype).replace('torch.', '')} {list(value.shape)}"
+    return type(value).__name__
+
+
+@dataclass
+class Hint:
+    """A known mistake: ``variant(*inputs)`` computes what it would give."""
+
+    message: str
+    variant: Callable[..., torch.Tensor]
+
+
+def expect_tensor(got: Any, want: torch.Tensor, *, call: str, rtol: float = 1e-5, atol: float = 1e-6,
+                  hints: Iterable[Hint] = (), inputs: Sequence[Any] = ()) -> None:
+    """Fail with a message in the student's terms unless ``got`` matches ``want``.
+
+    Escalates from type to shape to dtype to values, each saying what it got
+    and what it expected; when the values are wrong and a known mistake in
+    ``hints`` reproduces them, its message is added.
+    """
+    if type(got) is not torch.Tensor:
+        raise Failure(f"{call} returned {describe(got)}; expected a torch.Tensor of shape {list(want.shape)}")
+    if got.shape != want.shape:
+        raise Failure(f"{call} returned shape {list(got.shape)}; expected {list(want.shape)}")
+    if got.dtype != want.dtype:
+        raise Failure(f"{call} returned dtype {got.dtype}; expected {want.dtype} (the dtype of the inputs)")
+    if got.device != want.device:
+        raise Failure(f"{call} returned a tensor on {got.device}; expected {want.device} (the inputs' device)")
+    if torch.allclose(got.double(), want.double(), rtol=rtol, atol=atol, equal_nan=False):
+        return
+    message = f"{call} is wrong: {_difference(got, want)}"
+    for hint in hints:
+        try:
+            variant = hint.variant(*inputs).to(want.dtype)
+        except Exception:  # a hint that does not apply to these inputs
+            continue
+        if variant.shape == got.shape and torch.allclose(got.double(), variant.double(), rtol=1e-4, atol=1e-5):
+            message += f"\nHint: {hint.message}"
+            break
+    raise Failure(message)
+
+
+def _difference(got: torch.Tensor, want: torch.Tensor) -> str:
+    if got.numel() == 1:
+        ratio = got.double().item() / want.double().item() if want.item() != 0 else math.inf
+        return f"got {got.item():.6g}, expected {want.item():.6g} (ratio {ratio:.3g})"
+    g, w = got.detach().double(), want.detach().double()
+    if not torch.isfinite(g).all():
+        return f"it contains {int((~torch.isfinite(g)).sum())} non-finite values (nan or inf)"
+    err = (g - w).abs()
+    idx = tuple(int(i) for i in torch.unravel_index(err.argmax(), err.shape))
+    return (f"largest difference {err.max().item():.3g} at index {list(idx)}: "
+            f"got {g[idx].item():.6g}, expected {w[idx].item():.6g}")
+
+
+def expect_unchanged(before: Sequence[torch.Tensor], after: Mapping[Any, Any] | None, *, call: str) -> None:
+    """Fail if the function modified a tensor argument in place."""
+    for i, b in enumerate(before):
+        a = (after or {}).get(i)
+        if type(a) is torch.Tensor and not torch.equal(a, b):
+            raise Failure(f"{call} modified its argument {i} in place; compute new tensors instead "
+                          "(e.g. x = x / n, not x /= n)")
+
+
+def expect_vectorized(student: Student, name: str, args: Sequence[Any], *, reference: Callable,
+                      loop: Callable, closeness: float = 0.25, rounds: int = 3) -> str:
+    """Fail unless the student's ``name(*args)`` runs near the vectorized reference's speed.
+
+    The reference (vectorized) and a loop version are timed in this process
+    and the student's function in its own, all with one thread, interleaved
+    over ``rounds`` (medians), so that load on a shared machine hits all
+    alike. On a log scale from the reference (0) to the loop (1), the
+    student's time must fall below ``closeness``. Returns the figures.
+    """
+    from course_utils.checks import time_function
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t_s, t_r, t_l = [], [], []
+        for _ in range(rounds):
+            t_r.append(time_function(lambda: reference(*args), repeats=5, warmup=1))
+            t_s.append(student.time(name, *args, repeats=5, warmup=1))
+            t_l.append(time_function(lambda: loop(*args), repeats=1, warmup=0))
+    finally:
+        torch.set_num_threads(threads)
+    ts, tr, tl = (sorted(t)[len(t) // 2] for t in (t_s, t_r, t_l))
+    limit = tr * (tl / tr) ** closeness if tl > tr else 2 * tr
+    figures = f"yours {ts * 1e3:.3g} ms, reference {tr * 1e3:.3g} ms, loop {tl * 1e3:.3g} ms, limit {limit * 1e3:.3g} ms"
+    if ts > limit:
+        raise Failure(f"{name} is too slow ({figures}): it should have no Python loop over the batch, "
+                      "positions or pairs; use whole-tensor operations")
+    return figures
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _student_feedback(error: StudentError, function: str) -> str:
+    if error.kind == "missing":
+        return f"{function} is not defined in your notebook (check its name and that its cell is kept)"
+    if error.kind == "timeout":
+        return f"{function} did not finish in time and was stopped ({error.message})"
+    if error.kind == "crash":
+        return f"running {function} stopped the Python process ({error.message}); was there sys.exit or os._exit?"
+    if error.exc_type == "NotImplementedError":
+        return f"{function} is not implemented yet (it raised NotImplementedError)"
+    text = f"{function} raised {error.message}"
+    if error.student_traceback:
+        text += "\n" + error.student_traceback.rstrip()
+    return text
+
+
+def run_checks(tests: Iterable[Callable], student: Student, ref: ModuleType,
+               functions: Iterable[str] | None = None,
+               dependencies: Mapping[str, Iterable[str]] | None = None) -> list[CheckResult]:
+    """Run registered tests and score them (see the module docstring for dependencies).
+
+    Only tests of ``functions`` run when given. Never raises for a student's
+    mistake; a grader error scores 0 with its traceback in ``staff_note``.
+    """
+    wanted = set(functions) if functions is not None else None
+    results = []
+    for test in tests:
+        notebook, function, check = test.__graded__
+        if wanted is not None and function not in wanted:
+            continue
+        points = float(POINTS[notebook][function][check])
+        start = time.perf_counter()
+        score, feedback, note = 0.0, "", ""
+        try:
+            outcome = test(student, ref)
+            score = points
+            note = outcome if isinstance(outcome, str) else ""
+        except Failure as e:
+            feedback = str(e)
+        except StudentError as e:
+            feedback = _student_feedback(e, function)
+        except Exception:  # a bug in the grader: the student is not told a story
+            feedback = "the grader could not run this check; your course staff have been notified"
+            note = traceback.format_exc()
+        results.append(CheckResult(notebook, function, check, score, points, feedback, note,
+                                   time.perf_counter() - start))
+    return _excuse_slow_dependencies(results, dependencies or {})
+
+
+def _excuse_slow_dependencies(results: list[CheckResult], dependencies: Mapping[str, Iterable[str]]) -> list[CheckResult]:
+    slow = {r.function for r in results if r.check == "vectorized" and not r.passed}
+    for r in results:
+        culprits = sorted(set(dependencies.get(r.function, ())) & slow - {r.function})
+        if r.check == "vectorized" and not r.passed and culprits:
+            r.score = r.max_score
+            r.staff_note = f"excused: {r.feedback}"
+            r.feedback = (f"not counted: {r.function} is slow because it calls your {', '.join(culprits)}, "
+                          "which lost its own vectorization points")
+    return results

@@ -1,0 +1,145 @@
+"""Grade one submission: find its notebooks, extract the graded code, run the suites.
+
+The steps, in this order (each a function below):
+
+1. `find_notebooks`: the released notebooks in a folder or a ``.zip``, at any depth;
+2. `extract_from_paths`: the graded definitions of each (imports, defs, classes,
+   constants; nothing else runs);
+3. a `StudentProcess` per notebook runs them in a child process;
+4. `framework.run_checks` runs the notebook's hidden suite against the
+   reference, with the reference in place of the graded functions a function
+   calls;
+5. a `GradingResult`: plain data for the adapters (Gradescope, table, CSV).
+
+A missing or unreadable notebook costs the points of its functions and
+nothing else; so does a child that will not start.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+from .extract import DEFAULT_MAX_BYTES, NotebookError, extract_from_paths, names_used_by
+from .framework import RemoteStudent, checks_of, run_checks
+from .points import NOTEBOOKS, POINTS, graded_functions
+from .reference import load_reference
+from .results import CheckResult, GradingResult
+from .student_process import Launcher, StudentError, StudentProcess
+
+SUITES = {nb: f"autograder.suites.test_{nb}" for nb in POINTS}
+MAX_ZIP_MEMBERS = 10_000
+
+
+def find_notebooks(root: Path, workdir: Path) -> tuple[dict[str, Path | str], list[str]]:
+    """``{notebook name: path}`` for the released notebooks found under ``root``.
+
+    ``root`` is a folder, a ``.zip`` (whose notebooks are copied into
+    ``workdir``) or one ``.ipynb``; a notebook may sit at any depth. When a
+    name occurs more than once, the shallowest copy wins and a warning says
+    so. Checkpoint copies (``.ipynb_checkpoints``) and macOS metadata are
+    ignored. A notebook that cannot be taken out of a zip maps to a string
+    saying why. Returns the map and the warnings.
+    """
+    wanted = {f"{nb}.ipynb": nb for nb in NOTEBOOKS}
+    found: dict[str, list[str]] = {}
+    if root.is_file() and root.name in wanted:
+        return {wanted[root.name]: root}, []
+    if root.is_file() and zipfile.is_zipfile(root):
+        with zipfile.ZipFile(root) as z:
+            for m in z.infolist()[:MAX_ZIP_MEMBERS]:
+                parts = Path(m.filename).parts
+                if not m.is_dir() and parts and parts[-1] in wanted and not _ignored(parts):
+                    found.setdefault(wanted[parts[-1]], []).append(m.filename)
+            members, warnings = _pick(found)
+            paths: dict[str, Path | str] = {}
+            for nb, member in members.items():
+                size = z.getinfo(member).file_size
+                if size > DEFAULT_MAX_BYTES:
+                    paths[nb] = f"{member} is {size / 2**20:.0f} MB, over the {DEFAULT_MAX_BYTES // 2**20} MB limit"
+                    continue
+                paths[nb] = workdir / f"{nb}.ipynb"
+                paths[nb].write_bytes(z.read(member))
+            return paths, warnings
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder, a .zip file or a released notebook")
+    for path in root.rglob("*.ipynb"):
+        if path.name in wanted and not _ignored(path.relative_to(root).parts):
+            found.setdefault(wanted[path.name], []).append(str(path))
+    chosen, warnings = _pick(found)
+    return {nb: Path(p) for nb, p in chosen.items()}, warnings
+
+
+def _ignored(parts: tuple[str, ...]) -> bool:
+    return any(p in (".ipynb_checkpoints", "__MACOSX") or p.startswith("._") for p in parts)
+
+
+def _pick(found: dict[str, list[str]]) -> tuple[dict[str, str], list[str]]:
+    chosen, warnings = {}, []
+    for nb, candidates in found.items():
+        candidates = sorted(candidates, key=lambda c: (len(Path(c).parts), c))
+        chosen[nb] = candidates[0]
+        if len(candidates) > 1:
+            warnings.append(f"{len(candidates)} copies of {nb}.ipynb; graded {candidates[0]}")
+    return chosen, warnings
+
+
+def _all_failed(notebook: str, feedback: str) -> list[CheckResult]:
+    return [CheckResult(notebook, fn, check, 0.0, float(points), feedback)
+            for fn in graded_functions(notebook) for check, points in POINTS[notebook][fn].items()]
+
+
+def grade_notebook(notebook: str, path: Path | str | None, *, call_timeout: float = 20.0, threads: int = 1,
+                   launcher: Launcher | None = None, result: GradingResult) -> None:
+    """Grade one notebook of a submission into ``result``."""
+    if path is None:
+        result.checks += _all_failed(notebook, f"{notebook}.ipynb was not found in the submission")
+        return
+    if isinstance(path, str):
+        result.checks += _all_failed(notebook, f"{notebook}.ipynb could not be read: {path}")
+        return
+    functions = graded_functions(notebook)
+    try:
+        extraction = extract_from_paths([path], names=functions)
+    except NotebookError as e:
+        result.checks += _all_failed(notebook, f"{notebook}.ipynb could not be read: {e}")
+        return
+    result.warnings += [f"{notebook}: {w}" for w in extraction.warnings]
+    ref = load_reference(notebook)
+    deps = {f: (names_used_by(extraction.source, f) & set(functions)) - {f} for f in functions}
+    substitutes = {f: {g: getattr(ref, g) for g in sorted(deps[f])} for f in functions}
+    suite = importlib.import_module(SUITES[notebook])
+    process = StudentProcess(extraction.source, call_timeout=call_timeout, threads=threads, launcher=launcher)
+    try:
+        process.start()
+    except StudentError as e:
+        result.checks += _all_failed(notebook, f"your {notebook} code could not be loaded: {e.message}")
+        return
+    try:
+        result.warnings += [f"{notebook}: a top-level statement failed when loading your code ({e.message})"
+                            for e in process.load_errors]
+        result.checks += run_checks(checks_of(suite), RemoteStudent(process, substitutes), ref,
+                                    dependencies=deps)
+    finally:
+        process.close()
+
+
+def grade_submission(submission: str | os.PathLike, *, call_timeout: float = 20.0, threads: int = 1,
+                     launcher: Launcher | None = None,
+                     progress: Callable[[str], None] | None = None) -> GradingResult:
+    """Grade every graded notebook of ``submission`` (a folder or a .zip)."""
+    start = time.perf_counter()
+    result = GradingResult()
+    with tempfile.TemporaryDirectory(prefix="submission-") as tmp:
+        notebooks, result.warnings = find_notebooks(Path(submission), Path(tmp))
+        for notebook in SUITES:
+            if progress:
+                progress(f"grading {notebook}")
+            grade_notebook(notebook, notebooks.get(notebook), call_timeout=call_timeout, threads=threads,
+                           launcher=launcher, result=result)
+    result.seconds = time.perf_counter() - start
+    return result

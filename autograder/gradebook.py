@@ -1,0 +1,60 @@
+"""Grade a folder of submissions with several worker processes into a CSV gradebook.
+
+Each entry of the folder (a subfolder, a .zip or a notebook) is one
+submission, named by the entry. A submission that cannot be graded gets a row
+with its error, and the others go on.
+"""
+from __future__ import annotations
+
+import csv
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from .points import POINTS
+
+
+def _grade_one(path: str) -> dict:
+    from .gradescope import to_results_json
+    from .grade import grade_submission
+
+    try:
+        result = grade_submission(path)
+    except Exception:  # one broken submission must not stop the gradebook
+        return {"error": traceback.format_exc(limit=3).strip().splitlines()[-1]}
+    return {"error": "", "results": to_results_json(result),
+            "functions": {f"{f.notebook}.{f.function}": f.score for f in result.functions()},
+            "score": result.score, "max_score": result.max_score, "seconds": result.seconds}
+
+
+def submissions_in(folder: Path) -> list[Path]:
+    """The submissions of ``folder``, sorted by name (hidden entries skipped)."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder")
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".")
+                  and (p.is_dir() or p.suffix in (".zip", ".ipynb")))
+
+
+def grade_folder(folder: Path, csv_path: Path, *, workers: int = 2, results_dir: Path | None = None) -> list[dict]:
+    """Grade every submission in ``folder``; write one CSV row each. Returns the rows."""
+    from .gradescope import write_json_atomically
+
+    subs = submissions_in(folder)
+    columns = [f"{nb}.{fn}" for nb, table in POINTS.items() for fn in table]
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        outcomes = list(pool.map(_grade_one, [str(s) for s in subs]))
+    rows = []
+    for sub, out in zip(subs, outcomes):
+        row = {"submission": sub.stem if sub.is_file() else sub.name, "error": out["error"]}
+        if not out["error"]:
+            row.update(score=out["score"], max_score=out["max_score"], seconds=round(out["seconds"], 1),
+                       **{c: out["functions"].get(c, 0.0) for c in columns})
+            if results_dir is not None:
+                write_json_atomically(out["results"], results_dir / f"{row['submission']}.json")
+        rows.append(row)
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["submission", "score", "max_score", "seconds", *columns, "error"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows

@@ -1,0 +1,62 @@
+"""nbgrader's side: a hidden-test cell grades one function with the hidden suite.
+
+The source notebook's hidden-test cell of function ``sim`` is::
+
+    ### BEGIN HIDDEN TESTS
+    from autograder.nbgrader_hook import check
+    check("sim", globals())
+    ### END HIDDEN TESTS
+
+`check` runs that function's checks on the kernel's definitions (nbgrader
+runs the student's notebook in one kernel, so there is no child process
+here), prints the feedback on stdout, and returns the score: nbgrader reads a
+number as partial credit. A score of 0 raises, so that the cell shows as
+failed. Nothing goes to stderr, which nbgrader would punish with a 0.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import sys
+import types
+import warnings
+from typing import Any, Mapping
+
+from .framework import LocalStudent, checks_of, run_checks
+from .points import all_functions, graded_functions
+from .reference import load_reference
+
+
+class GradeFailed(AssertionError):
+    """Raised by `check` when a function scores 0."""
+
+
+def _globals_used(fn: Any) -> set[str]:
+    """Global names a function's code reads (nested code included)."""
+    code = getattr(fn, "__code__", None)
+    names, stack = set(), [code] if code else []
+    while stack:
+        c = stack.pop()
+        names |= set(c.co_names)
+        stack += [k for k in c.co_consts if isinstance(k, types.CodeType)]
+    return names
+
+
+def check(function: str, namespace: Mapping[str, Any]) -> float:
+    """Grade ``function`` as defined in ``namespace``; returns its score."""
+    notebook = all_functions()[function]
+    ref = load_reference(notebook)
+    graded = set(graded_functions(notebook))
+    deps = {function: (_globals_used(namespace.get(function)) & graded) - {function}}
+    student = LocalStudent(namespace, {function: {g: getattr(ref, g) for g in deps[function]}})
+    suite = importlib.import_module(f"autograder.suites.test_{notebook}")
+    with contextlib.redirect_stderr(sys.stdout), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = run_checks(checks_of(suite), student, ref, functions=[function], dependencies=deps)
+    score, total = sum(r.score for r in results), sum(r.max_score for r in results)
+    for r in results:
+        mark = "ok  " if r.passed else "FAIL"
+        print(f"{mark} {function} / {r.check}: {r.score:g}/{r.max_score:g}" + (f"\n     {r.feedback}" if r.feedback else ""))
+    if score == 0:
+        raise GradeFailed(f"{function}: 0/{total:g}; see the feedback above")
+    return score

@@ -1,0 +1,55 @@
+"""Build the Gradescope autograder zip: setup.sh and run_autograder at its root,
+the hidden suites, the grader, course_utils and the reference notebooks."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+SETUP_SH = """#!/usr/bin/env bash
+# Gradescope runs this once, as root, on its Ubuntu 22.04 image (Python 3.10), to build the grader.
+set -euo pipefail
+apt-get update -y
+apt-get install -y --no-install-recommends python3 python3-pip python3-venv
+python3 -m pip install --upgrade pip
+# CPU wheels: a tenth of the size of the default CUDA build, and the containers have no GPU.
+python3 -m pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu
+python3 -m pip install -e /autograder/source
+"""
+
+RUN_AUTOGRADER = """#!/usr/bin/env bash
+# Gradescope runs this for each submission; AUTOGRADER_ROOT lets it run outside a container.
+set -u
+ROOT="${AUTOGRADER_ROOT:-/autograder}"
+cd "$ROOT/source" || exit 1
+exec python3 -m autograder gradescope-run --root "$ROOT"
+"""
+
+INCLUDE = ("autograder", "course_utils", "solutions", "pyproject.toml", "README.md")
+
+
+def _files():
+    for name in INCLUDE:
+        path = REPO / name
+        if path.is_file():
+            yield path
+            continue
+        for f in sorted(path.rglob("*")):
+            if f.is_file() and "__pycache__" not in f.parts and ".ipynb_checkpoints" not in f.parts \\
+                    and f.suffix != ".pyc":
+                yield f
+
+
+def build_zip(out: Path) -> Path:
+    """Write the autograder zip to ``out``; returns its path."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, text in (("setup.sh", SETUP_SH), ("run_autograder", RUN_AUTOGRADER)):
+            info = zipfile.ZipInfo(name)
+            info.external_attr = 0o755 << 16  # executable, as Gradescope requires
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, text)
+        for f in _files():
+            z.write(f, f.relative_to(REPO).as_posix())
+    return out

@@ -1,0 +1,46 @@
+"""Points of every graded check: the one table that all front ends follow.
+
+A graded function's points are the sum of its checks; the hidden-test cell of
+that function in the source notebook carries the same total (a kit test
+compares them). Check names:
+
+- ``values``: outputs against the reference on seeded random inputs (several
+  sizes including N=1, float32 and float64), dtype and device kept, inputs
+  not modified;
+- ``gradients``: gradients against the reference's;
+- ``errors``: the SPEC's invalid arguments raise ``ValueError``;
+- ``vectorized``: no Python loop over the batch, timed against the reference
+  and a loop in one run;
+- ``randomness``: a random function draws anew on every call, with the
+  specified probabilities.
+"""
+from __future__ import annotations
+
+POINTS: dict[str, dict[str, dict[str, float]]] = {
+    "03_simclr": {
+        "compute_train_transform": {"values": 1, "randomness": 1},
+        "sim": {"values": 1},
+        "simclr_loss_naive": {"values": 3},
+        "compute_sim_matrix": {"values": 1.5, "vectorized": 0.5},
+        "sim_positive_pairs": {"values": 1.5, "vectorized": 0.5},
+        "simclr_loss_vectorized": {"values": 2, "gradients": 1, "vectorized": 1},
+    },
+}
+
+NOTEBOOKS = ("01_pretext_tasks", "02_generative_pretext", "03_simclr", "04_moco", "05_cpc")
+"""The released notebooks, in course order; only those in POINTS are graded so far."""
+
+
+def function_points(notebook: str, function: str) -> float:
+    """Total points of one graded function."""
+    return float(sum(POINTS[notebook][function].values()))
+
+
+def graded_functions(notebook: str) -> list[str]:
+    """The graded functions of ``notebook``, in notebook order."""
+    return list(POINTS.get(notebook, {}))
+
+
+def all_functions() -> dict[str, str]:
+    """``{function: notebook}`` over every graded notebook."""
+    return {f: nb for nb, table in POINTS.items() for f in table}

@@ -1,0 +1,281 @@
+"""Hidden suite of 03_simclr: every graded function against the reference.
+
+Run by the grader (`autograder.grade`), inside nbgrader's kernel
+(`autograder.nbgrader_hook`), or by hand::
+
+    pytest autograder/suites/test_03_simclr.py --submission path/to/03_simclr.ipynb
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from autograder.framework import (Failure, Hint, describe, expect_tensor, expect_unchanged, expect_vectorized, graded,
+                                  pil_image_spec)
+
+NB = "03_simclr"
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _tol(dtype):
+    """Tolerances any correct implementation meets in that dtype."""
+    return dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-7, atol=1e-9)
+
+
+def _randn(shape, seed, dtype=torch.float32, scale=1.0, shift=0.0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=g, dtype=torch.float64) * scale + shift).to(dtype)
+
+
+def _want(fn, *args):
+    """The reference's value, computed in float64 and returned in the inputs' dtype."""
+    dtype = args[0].dtype
+    return fn(*[a.double() if isinstance(a, torch.Tensor) else a for a in args]).to(dtype)
+
+
+def _unit(x):
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+# --------------------------------------------------------------------------- known mistakes
+# Each computes what a common mistake gives, in float64; see framework.Hint.
+
+def _loss_from_logits(s, n, *, keep_self=False, drop_positive=False, one_direction=False):
+    """NT-Xent from a [2N, 2N] logit matrix with switches for mistakes."""
+    n2 = 2 * n
+    pos_idx = (torch.arange(n2) + n) % n2
+    mask = torch.ones(n2, n2, dtype=torch.bool)
+    if not keep_self:
+        mask &= ~torch.eye(n2, dtype=torch.bool)
+    if drop_positive:
+        mask[torch.arange(n2), pos_idx] = False
+    denom = torch.logsumexp(s.masked_fill(~mask, -math.inf), dim=1)
+    losses = denom - s[torch.arange(n2), pos_idx]
+    return losses[:n].mean() if one_direction else losses.mean()
+
+
+def _cos_logits(l, r, tau):
+    z = _unit(torch.cat([l, r]).double())
+    return z @ z.T / tau
+
+
+LOSS_HINTS = [
+    Hint("your loss is twice the reference: divide by 2N, the number of anchors (each pair counts in both "
+         "directions), not by N", lambda l, r, t: 2 * _loss_from_logits(_cos_logits(l, r, t), len(l))),
+    Hint("your loss is 2N times the reference: take the mean over the 2N anchors, not the sum",
+         lambda l, r, t: 2 * len(l) * _loss_from_logits(_cos_logits(l, r, t), len(l))),
+    Hint("the denominator includes k = i: an anchor is not its own negative, leave the diagonal of the "
+         "similarity matrix out", lambda l, r, t: _loss_from_logits(_cos_logits(l, r, t), len(l), keep_self=True)),
+    Hint("the denominator must include the positive: sum over every k != i",
+         lambda l, r, t: _loss_from_logits(_cos_logits(l, r, t), len(l), drop_positive=True)),
+    Hint("use cosine similarity: normalise each vector to unit length before the dot products",
+         lambda l, r, t: _loss_from_logits(torch.cat([l, r]).double() @ torch.cat([l, r]).double().T / t, len(l))),
+    Hint("the temperature is misplaced: divide the similarities by tau inside the exp",
+         lambda l, r, t: _loss_from_logits(_cos_logits(l, r, 1 / t), len(l))),
+    Hint("count each pair in both directions: l(k, k+N) and l(k+N, k)",
+         lambda l, r, t: _loss_from_logits(_cos_logits(l, r, t), len(l), one_direction=True)),
+    Hint("row i's positive is row (i + N) mod 2N of cat([out_left, out_right]); check your pairing",
+         lambda l, r, t: _loss_from_logits(_cos_logits(torch.stack([l, r], 1).reshape(-1, l.shape[1])[:len(l)],
+                                                       torch.stack([l, r], 1).reshape(-1, l.shape[1])[len(l):], t),
+                                           len(l))),
+]
+
+SIM_HINTS = [
+    Hint("that is the plain dot product: divide by the product of the two norms",
+         lambda a, b: (a.double() @ b.double())),
+    Hint("divide by the product of the norms, not their sum",
+         lambda a, b: a.double() @ b.double() / (a.double().norm() + b.double().norm())),
+]
+
+MATRIX_HINTS = [
+    Hint("normalise each row (dim=1) to unit length before the product; you have raw dot products",
+         lambda x: x.double() @ x.double().T),
+    Hint("normalise the rows (dim=1), not the columns (dim=0)",
+         lambda x: (x.double() / x.double().norm(dim=0, keepdim=True)) @ (x.double() / x.double().norm(dim=0, keepdim=True)).T),
+]
+
+PAIR_HINTS = [
+    Hint("normalise each row to unit length before multiplying", lambda l, r: (l.double() * r.double()).sum(1, keepdim=True)),
+]
+
+
+def _call_name(name, *args, **kwargs):
+    parts = [describe(a) if isinstance(a, torch.Tensor) else repr(a) for a in args]
+    parts += [f"{k}={v!r}" for k, v in kwargs.items()]
+    return f"{name}({', '.join(parts)})"
+
+
+def _check_values(student, name, cases, reference, hints=()):
+    """Call ``name`` on each case, compare with the reference, check inputs are untouched."""
+    for args in cases:
+        result = student.call(name, *args, return_args=True)
+        call = _call_name(name, *args)
+        expect_tensor(result.value, _want(reference, *args), call=call, hints=hints,
+                      inputs=args, **_tol(args[0].dtype))
+        expect_unchanged([a for a in args if isinstance(a, torch.Tensor)], result.args_after, call=call)
+
+
+# --------------------------------------------------------------------------- sim
+
+@graded(NB, "sim", "values")
+def test_sim_values(student, ref):
+    cases = [(_randn(d, 10 + d, dtype, scale=3), _randn(d, 20 + d, dtype, shift=0.5))
+             for dtype in (torch.float32, torch.float64) for d in (1, 5, 128)]
+    cases.append((torch.tensor([1.0, 2.0, 2.0]), torch.tensor([2.0, 4.0, 4.0])))  # parallel: exactly 1
+    _check_values(student, "sim", cases, ref.sim, SIM_HINTS)
+
+
+# --------------------------------------------------------------------------- compute_sim_matrix
+
+@graded(NB, "compute_sim_matrix", "values")
+def test_compute_sim_matrix_values(student, ref):
+    cases = [(_randn((m, d), 100 + m, dtype, scale=5),)
+             for dtype in (torch.float32, torch.float64) for m, d in ((1, 3), (6, 4), (40, 64))]
+    _check_values(student, "compute_sim_matrix", cases, ref.compute_sim_matrix, MATRIX_HINTS)
+
+
+def _sim_matrix_loop(sim, x):
+    return torch.stack([torch.stack([sim(x[i], x[j]) for j in range(len(x))]) for i in range(len(x))])
+
+
+@graded(NB, "compute_sim_matrix", "vectorized")
+def test_compute_sim_matrix_vectorized(student, ref):
+    return expect_vectorized(student, "compute_sim_matrix", [_randn((64, 32), 7)],
+                             reference=ref.compute_sim_matrix, loop=lambda x: _sim_matrix_loop(ref.sim, x))
+
+
+# --------------------------------------------------------------------------- sim_positive_pairs
+
+@graded(NB, "sim_positive_pairs", "values")
+def test_sim_positive_pairs_values(student, ref):
+    cases = [(_randn((n, d), 200 + n, dtype), _randn((n, d), 300 + n, dtype, scale=0.01))
+             for dtype in (torch.float32, torch.float64) for n, d in ((1, 2), (9, 5), (64, 32))]
+    _check_values(student, "sim_positive_pairs", cases, ref.sim_positive_pairs, PAIR_HINTS)
+
+
+def _pairs_loop(sim, l, r):
+    return torch.stack([sim(l[k], r[k]) for k in range(len(l))]).view(-1, 1)
+
+
+@graded(NB, "sim_positive_pairs", "vectorized")
+def test_sim_positive_pairs_vectorized(student, ref):
+    return expect_vectorized(student, "sim_positive_pairs", [_randn((256, 32), 8), _randn((256, 32), 9)],
+                             reference=ref.sim_positive_pairs, loop=lambda l, r: _pairs_loop(ref.sim, l, r))
+
+
+# --------------------------------------------------------------------------- the losses
+
+def _loss_cases(dtypes=(torch.float32, torch.float64), sizes=((1, 4, 0.5), (3, 5, 0.1), (8, 16, 1.0))):
+    return [(_randn((n, d), 400 + n, dtype, scale=2), _randn((n, d), 500 + n, dtype, shift=0.3), tau)
+            for dtype in dtypes for n, d, tau in sizes]
+
+
+def _check_loss(student, name, ref_loss, cases):
+    for args in cases:
+        result = student.call(name, *args, return_args=True)
+        call = _call_name(name, *args[:2], tau=args[2])
+        if type(result.value) is torch.Tensor and result.value.dim() != 0:
+            raise Failure(f"{call} returned shape {list(result.value.shape)}; expected a 0-dim tensor "
+                          "(a single number: use .mean() or .sum(), not a per-row result)")
+        expect_tensor(result.value, _want(ref_loss, *args), call=call, hints=LOSS_HINTS, inputs=args,
+                      **_tol(args[0].dtype))
+        expect_unchanged(list(args[:2]), result.args_after, call=call)
+
+
+@graded(NB, "simclr_loss_naive", "values")
+def test_simclr_loss_naive_values(student, ref):
+    cases = _loss_cases(dtypes=(torch.float32,)) + _loss_cases(dtypes=(torch.float64,), sizes=((2, 3, 0.2),))
+    same = torch.ones(4, 3)
+    cases.append((same, same, 0.5))  # closed form: log(2N - 1)
+    _check_loss(student, "simclr_loss_naive", ref.simclr_loss_naive, cases)
+
+
+@graded(NB, "simclr_loss_vectorized", "values")
+def test_simclr_loss_vectorized_values(student, ref):
+    cases = _loss_cases(sizes=((1, 4, 0.5), (3, 5, 0.1), (8, 16, 1.0), (64, 32, 0.5)))
+    _check_loss(student, "simclr_loss_vectorized", ref.simclr_loss_vectorized, cases)
+
+
+@graded(NB, "simclr_loss_vectorized", "gradients")
+def test_simclr_loss_vectorized_gradients(student, ref):
+    for dtype in (torch.float32, torch.float64):
+        for n, d, tau in ((1, 3, 0.5), (5, 8, 0.2), (16, 4, 1.0)):
+            left, right = _randn((n, d), 600 + n, dtype, scale=2), _randn((n, d), 700 + n, dtype)
+            result = student.call("simclr_loss_vectorized", left, right, tau, grad_of=[0, 1])
+            l64, r64 = left.double().requires_grad_(), right.double().requires_grad_()
+            want = torch.autograd.grad(ref.simclr_loss_vectorized(l64, r64, tau), (l64, r64))
+            call = _call_name("simclr_loss_vectorized", left, right, tau=tau)
+            for key, name in ((0, "out_left"), (1, "out_right")):
+                got = result.grads[key]
+                if got is None:
+                    raise Failure(f"no gradient reaches {name} in {call}: is the loss computed from a detached "
+                                  "copy (.detach(), .item(), .numpy(), torch.tensor(...))?")
+                expect_tensor(got, want[key].to(dtype), call=f"the gradient w.r.t. {name} of {call}",
+                              **_tol(dtype))
+
+
+@graded(NB, "simclr_loss_vectorized", "vectorized")
+def test_simclr_loss_vectorized_vectorized(student, ref):
+    left, right = _randn((48, 16), 11), _randn((48, 16), 12)
+    return expect_vectorized(student, "simclr_loss_vectorized", [left, right, 0.5],
+                             reference=ref.simclr_loss_vectorized, loop=ref.simclr_loss_naive)
+
+
+# --------------------------------------------------------------------------- compute_train_transform
+
+def _views(student, size, mean, std, image, count, seed):
+    """``count`` views of ``image`` through the student's transform, as one tensor."""
+    result = student.call("compute_train_transform", size, mean, std, then_call=[[image]] * count, seed=seed)
+    views = result.value
+    what = "PIL image" if isinstance(image, dict) else f"uint8 image {list(image.shape)}"
+    call = f"compute_train_transform({size}, mean, std)({what})"
+    if not isinstance(views, list) or len(views) != count:
+        raise Failure(f"{call} could not be applied to an image")
+    for v in views:
+        if type(v) is not torch.Tensor:
+            raise Failure(f"{call} returned {describe(v)}; expected a float32 tensor [3, {size}, {size}] "
+                          "(end with ToImage/ToDtype or ToTensor, and Normalize)")
+        if v.shape != (3, size, size) or v.dtype != torch.float32:
+            raise Failure(f"{call} returned {describe(v)}; expected float32 [3, {size}, {size}]")
+    return torch.stack(views)
+
+
+def _image(seed, h=40, w=48):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(3, 1, 1, generator=g) * 200
+    ramp = torch.linspace(0, 55, w).view(1, 1, w) + torch.linspace(0, 30, h).view(1, h, 1) * torch.rand(3, 1, 1, generator=g)
+    return (base + ramp).round().clamp(0, 255).to(torch.uint8)
+
+
+@graded(NB, "compute_train_transform", "values")
+def test_compute_train_transform_values(student, ref):
+    img = _image(1)
+    plain = _views(student, 24, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), img, 8, seed=0)
+    if plain.min() < -1e-5 or plain.max() > 1 + 1e-5:
+        raise Failure("with mean 0 and std 1 the views should hold values in [0, 1]: convert the uint8 image "
+                      "to floats scaled to [0, 1] (ToDtype(torch.float32, scale=True)) before Normalize")
+    pil = _views(student, 20, MEAN, STD, pil_image_spec(img.permute(1, 2, 0).contiguous()), 4, seed=0)
+    if pil.shape != (4, 3, 20, 20):
+        raise Failure("the transform should accept a PIL image as well as a uint8 tensor")
+    normed = _views(student, 16, MEAN, STD, img, 8, seed=0)
+    raw = normed * torch.tensor(STD).view(3, 1, 1) + torch.tensor(MEAN).view(3, 1, 1)
+    if raw.min() < -1e-4 or raw.max() > 1 + 1e-4:
+        raise Failure("the views are not normalised with the given mean and std: end with Normalize(mean, std)")
+
+
+@graded(NB, "compute_train_transform", "randomness")
+def test_compute_train_transform_randomness(student, ref):
+    views = _views(student, 16, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), _image(2), 200, seed=1)
+    distinct = len({tuple(v.flatten()[:64].tolist()) for v in views})
+    if distinct < 190:
+        raise Failure(f"only {distinct} of 200 views differ: each call of the transform should draw a new random "
+                      "crop, flip and colour distortion")
+    gray = ((views[:, 0] - views[:, 1]).abs().amax(dim=(1, 2)) < 1e-6) & ((views[:, 1] - views[:, 2]).abs().amax(dim=(1, 2)) < 1e-6)
+    frac = gray.float().mean().item()
+    if not 0.08 <= frac <= 0.34:
+        raise Failure(f"{frac:.0%} of the views are grayscale; expected about 20% (RandomGrayscale(p=0.2))")
+    crops_vary = views.std(dim=(1, 2, 3)).std().item()
+    if crops_vary < 1e-3:
+        raise Failure("the views all look alike in contrast: is RandomResizedCrop or ColorJitter missing?")
