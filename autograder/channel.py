@@ -203,7 +203,9 @@ def _encode_tensor(t: torch.Tensor, path: tuple, chunks: list, offset: list) -> 
     if t.layout != torch.strided or t.is_meta:
         raise EncodeError(f"a {t.layout} tensor on {t.device}; only dense tensors with "
                           "data can be sent", path)
-    flat = t.detach().to("cpu").contiguous().reshape(-1)
+    # a fresh buffer: .contiguous() keeps odd strides on size-1 dims, which view() refuses
+    flat = torch.empty(t.numel(), dtype=t.dtype)
+    flat.copy_(t.detach().to("cpu").reshape(-1))
     data = flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
     spec = {"dtype": name, "shape": list(t.shape)}
     spec.update(_add_chunk(data, chunks, offset))

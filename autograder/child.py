@@ -779,6 +779,9 @@ def main(argv: list[str]) -> int:
             channel.send(write_fd, reply)
         except channel.EncodeError as e:
             channel.send(write_fd, unencodable(request, e))
+        except Exception as e:  # e.g. a tensor whose storage cannot be read: report, don't die
+            channel.send(write_fd, _failure("exception", type(e).__name__,
+                                            f"the result could not be sent back: {e}"))
         if server.done:
             sys.stdout.flush()
             os._exit(0)  # skip interpreter teardown: slow with torch, runs student atexit hooks

@@ -36,7 +36,7 @@ def _files():
             yield path
             continue
         for f in sorted(path.rglob("*")):
-            if f.is_file() and "__pycache__" not in f.parts and ".ipynb_checkpoints" not in f.parts \\
+            if f.is_file() and "__pycache__" not in f.parts and ".ipynb_checkpoints" not in f.parts \
                     and f.suffix != ".pyc":
                 yield f
 

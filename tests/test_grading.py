@@ -1,0 +1,257 @@
+"""The local grade command on realistic submissions: the reference scores full marks,
+the starter zero, each known-wrong implementation loses exactly the points of its
+function, and correct implementations written another way keep full marks.
+
+Wrong variants of *different* functions share a submission: that is the point.
+A bug in compute_sim_matrix must not cost simclr_loss_vectorized, which calls it.
+"""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from autograder.examples import make_submission
+from autograder.grade import grade_submission
+from autograder.points import POINTS, function_points
+
+NB = "03_simclr"
+FULL = {f: function_points(NB, f) for f in POINTS[NB]}
+
+WRONG_1 = {  # one classic mistake per function
+    "sim": "def sim(z_i, z_j):\n    return torch.dot(z_i, z_j)",
+    "compute_sim_matrix": "def compute_sim_matrix(out):\n"
+                          "    unit = out / out.norm(dim=0, keepdim=True)\n    return unit @ unit.T",
+    "sim_positive_pairs": "def sim_positive_pairs(out_left, out_right):\n"
+                          "    return F.cosine_similarity(out_left, out_right, dim=1)",
+    "simclr_loss_naive": """
+def simclr_loss_naive(out_left, out_right, tau):
+    N = out_left.shape[0]
+    out = torch.cat([out_left, out_right], dim=0)
+    total = 0
+    for k in range(N):
+        for i, j in ((k, k + N), (k + N, k)):
+            denom = sum(torch.exp(sim(out[i], out[m]) / tau) for m in range(2 * N))  # keeps m == i
+            total = total - torch.log(torch.exp(sim(out[i], out[j]) / tau) / denom)
+    return total / (2 * N)
+""",
+    "simclr_loss_vectorized": """
+def simclr_loss_vectorized(out_left, out_right, tau):
+    N = out_left.shape[0]
+    s = compute_sim_matrix(torch.cat([out_left, out_right])) / tau
+    s = s.masked_fill(torch.eye(2 * N, dtype=torch.bool), float('-inf'))
+    losses = torch.logsumexp(s, dim=1) - s[torch.arange(2 * N), (torch.arange(2 * N) + N) % (2 * N)]
+    return losses[:N].mean()  # one direction only
+""",
+    "compute_train_transform": """
+def compute_train_transform(size=32, mean=DEFAULT_MEAN, std=DEFAULT_STD):
+    return T.Compose([T.ToImage(), T.RandomResizedCrop(size, antialias=True), T.RandomHorizontalFlip(),
+                      T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+                      T.ToDtype(torch.float32, scale=True), T.Normalize(mean, std)])  # no grayscale
+""",
+}
+EXPECTED_1 = {"sim": 0, "compute_sim_matrix": 0.5, "sim_positive_pairs": 0.5, "simclr_loss_naive": 0,
+              "simclr_loss_vectorized": 1, "compute_train_transform": 1}
+
+WRONG_2 = {  # slow, raising, and misplaced-temperature versions
+    "sim": "def sim(z_i, z_j):\n    raise ValueError('oops, not done')",
+    "compute_sim_matrix": """
+def compute_sim_matrix(out):
+    rows = [F.cosine_similarity(out[i:i + 1], out, dim=1) for i in range(out.shape[0])]  # a loop over rows
+    return torch.stack(rows)
+""",
+    "sim_positive_pairs": """
+def sim_positive_pairs(out_left, out_right):
+    return torch.stack([F.cosine_similarity(out_left[k], out_right[k], dim=0) for k in range(len(out_left))]).view(-1, 1)
+""",
+    "simclr_loss_naive": """
+def simclr_loss_naive(out_left, out_right, tau):
+    N = out_left.shape[0]
+    out = torch.cat([out_left, out_right], dim=0)
+    total = 0
+    for k in range(N):
+        for i, j in ((k, k + N), (k + N, k)):
+            denom = sum(torch.exp(sim(out[i], out[m]) * tau) for m in range(2 * N) if m != i)
+            total = total - torch.log(torch.exp(sim(out[i], out[j]) * tau) / denom)
+    return total / (2 * N)
+""",
+    # simclr_loss_vectorized is the reference: correct, but slow because it calls the slow
+    # compute_sim_matrix above, which is not counted against it
+    "compute_train_transform": """
+def compute_train_transform(size=32, mean=DEFAULT_MEAN, std=DEFAULT_STD):
+    return T.Compose([T.ToImage(), T.RandomResizedCrop(size, antialias=True), T.RandomHorizontalFlip(),
+                      T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), T.RandomGrayscale(p=0.2),
+                      T.ToDtype(torch.float32, scale=False)])  # neither scaled to [0, 1] nor normalised
+""",
+}
+EXPECTED_2 = {"sim": 0, "compute_sim_matrix": 1.5, "sim_positive_pairs": 1.5, "simclr_loss_naive": 0,
+              "simclr_loss_vectorized": 4, "compute_train_transform": 1}
+
+WRONG_3 = {  # hangs, returns the wrong type, modifies its input, breaks autograd, is not random
+    "sim": "def sim(z_i, z_j):\n    return float(torch.dot(z_i, z_j) / (z_i.norm() * z_j.norm()))",
+    "compute_sim_matrix": "def compute_sim_matrix(out):\n    out /= out.norm(dim=1, keepdim=True)\n    return out @ out.T",
+    "sim_positive_pairs": "def sim_positive_pairs(out_left, out_right):\n"
+                          "    return F.cosine_similarity(out_left.double(), out_right.double(), dim=1).view(-1, 1)",
+    "simclr_loss_naive": "def simclr_loss_naive(out_left, out_right, tau):\n    while True:\n        pass",
+    "simclr_loss_vectorized": """
+def simclr_loss_vectorized(out_left, out_right, tau):
+    N = out_left.shape[0]
+    z = F.normalize(torch.cat([out_left, out_right]).detach(), dim=1)  # detached: no gradient
+    s = (z @ z.T / tau).masked_fill(torch.eye(2 * N, dtype=torch.bool), float('-inf'))
+    return F.cross_entropy(s, (torch.arange(2 * N) + N) % (2 * N))
+""",
+    "compute_train_transform": """
+def compute_train_transform(size=32, mean=DEFAULT_MEAN, std=DEFAULT_STD):
+    return T.Compose([T.ToImage(), T.Resize((size, size), antialias=True),
+                      T.ToDtype(torch.float32, scale=True), T.Normalize(mean, std)])  # the same view every time
+""",
+}
+EXPECTED_3 = {"sim": 0, "compute_sim_matrix": 0.5, "sim_positive_pairs": 0.5, "simclr_loss_naive": 0,
+              "simclr_loss_vectorized": 3, "compute_train_transform": 1}
+
+RIGHT_1 = {  # torch.nn.functional and einsum
+    "sim": "def sim(z_i, z_j):\n    return F.cosine_similarity(z_i, z_j, dim=0)",
+    "compute_sim_matrix": "def compute_sim_matrix(out):\n    u = F.normalize(out, dim=1)\n"
+                          "    return torch.einsum('id,jd->ij', u, u)",
+    "sim_positive_pairs": "def sim_positive_pairs(out_left, out_right):\n"
+                          "    return F.cosine_similarity(out_left, out_right, dim=1).unsqueeze(1)",
+    "simclr_loss_naive": """
+def simclr_loss_naive(out_left, out_right, tau):
+    N = out_left.shape[0]
+    out = torch.cat([out_left, out_right], dim=0)
+    losses = []
+    for i in range(2 * N):
+        logits = torch.stack([sim(out[i], out[m]) / tau for m in range(2 * N) if m != i])
+        j = (i + N) % (2 * N)
+        positive = j if j < i else j - 1  # its index once row i is left out
+        losses.append(torch.logsumexp(logits, 0) - logits[positive])
+    return torch.stack(losses).mean()
+""",
+    "simclr_loss_vectorized": """
+def simclr_loss_vectorized(out_left, out_right, tau):
+    N = out_left.shape[0]
+    s = compute_sim_matrix(torch.cat([out_left, out_right])) / tau
+    s = s.masked_fill(torch.eye(2 * N, dtype=torch.bool, device=s.device), float('-inf'))
+    return F.cross_entropy(s, (torch.arange(2 * N, device=s.device) + N) % (2 * N))
+""",
+    "compute_train_transform": """
+def compute_train_transform(size=32, mean=DEFAULT_MEAN, std=DEFAULT_STD):
+    jitter = T.RandomApply([T.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)], p=0.8)
+    return T.Compose([T.ToImage(), T.ToDtype(torch.float32, scale=True),
+                      T.RandomResizedCrop((size, size), scale=(0.08, 1.0), antialias=True),
+                      T.RandomHorizontalFlip(p=0.5), jitter, T.RandomGrayscale(p=0.2), T.Normalize(mean=mean, std=std)])
+""",
+}
+
+RIGHT_2 = {  # by hand, without the helpers
+    "sim": "def sim(z_i, z_j):\n    return (z_i * z_j).sum() / torch.sqrt((z_i ** 2).sum() * (z_j ** 2).sum())",
+    "compute_sim_matrix": "def compute_sim_matrix(out):\n"
+                          "    return F.cosine_similarity(out[:, None, :], out[None, :, :], dim=-1)",
+    "sim_positive_pairs": "def sim_positive_pairs(out_left, out_right):\n"
+                          "    return torch.diagonal(F.normalize(out_left, dim=1) @ F.normalize(out_right, dim=1).T).view(-1, 1)",
+    "simclr_loss_vectorized": """
+def simclr_loss_vectorized(out_left, out_right, tau):
+    N = out_left.shape[0]
+    z = torch.cat([out_left, out_right])
+    z = z / z.norm(dim=1, keepdim=True)
+    logits = z @ z.T / tau
+    self_mask = torch.eye(2 * N, dtype=torch.bool)
+    log_denominator = torch.logsumexp(logits.masked_fill(self_mask, -1e9), dim=1)
+    positives = logits.roll(shifts=N, dims=1).diagonal()  # logits[i, (i + N) % 2N]
+    return (log_denominator - positives).mean()
+""",
+}
+
+
+def _scores(result):
+    return {f.function: f.score for f in result.functions()}
+
+
+def _feedback(result, function):
+    return next(f.feedback for f in result.functions() if f.function == function)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """Grade each submission once; tests look at the results."""
+    cases = {"reference": {}, "starter": None, "wrong_1": WRONG_1, "wrong_2": WRONG_2, "wrong_3": WRONG_3,
+             "right_1": RIGHT_1, "right_2": RIGHT_2}
+    out = {}
+    for name, code in cases.items():
+        folder = tmp_path_factory.mktemp(name)
+        make_submission(folder, NB, code)
+        out[name] = grade_submission(folder, call_timeout=5.0)
+    return out
+
+
+def test_reference_scores_full_marks(graded):
+    assert _scores(graded["reference"]) == FULL
+    assert graded["reference"].score == graded["reference"].max_score == 14
+
+
+def test_starter_scores_zero_and_says_not_implemented(graded):
+    result = graded["starter"]
+    assert result.score == 0 and result.max_score == 14
+    assert all("not implemented yet" in f.feedback for f in result.functions())
+
+
+@pytest.mark.parametrize("case,expected", [("wrong_1", EXPECTED_1), ("wrong_2", EXPECTED_2), ("wrong_3", EXPECTED_3)])
+def test_wrong_versions_lose_exactly_their_functions_points(graded, case, expected):
+    assert _scores(graded[case]) == expected
+
+
+def test_feedback_names_the_likely_mistake(graded):
+    w1, w2, w3 = graded["wrong_1"], graded["wrong_2"], graded["wrong_3"]
+    assert "divide by the product of the two norms" in _feedback(w1, "sim")
+    assert "not the columns" in _feedback(w1, "compute_sim_matrix")
+    assert "expected [1, 1]" in _feedback(w1, "sim_positive_pairs")
+    assert "an anchor is not its own negative" in _feedback(w1, "simclr_loss_naive")
+    assert "both directions" in _feedback(w1, "simclr_loss_vectorized")
+    assert "grayscale" in _feedback(w1, "compute_train_transform")
+    assert "raised ValueError: oops, not done" in _feedback(w2, "sim")
+    assert "line 2" in _feedback(w2, "sim")  # the student's own frame
+    assert "too slow" in _feedback(w2, "compute_sim_matrix")
+    assert "not counted" in _feedback(w2, "simclr_loss_vectorized")
+    assert "temperature is misplaced" in _feedback(w2, "simclr_loss_naive")
+    assert "[0, 1]" in _feedback(w2, "compute_train_transform")
+    assert "did not finish in time" in _feedback(w3, "simclr_loss_naive")
+    assert "in place" in _feedback(w3, "compute_sim_matrix")
+    assert "dtype torch.float64" in _feedback(w3, "sim_positive_pairs")
+    assert "not connected to its inputs by autograd" in _feedback(w3, "simclr_loss_vectorized")
+    assert "float" in _feedback(w3, "sim")
+    assert "views differ" in _feedback(w3, "compute_train_transform")
+
+
+@pytest.mark.parametrize("case", ["right_1", "right_2"])
+def test_correct_versions_written_another_way_keep_full_marks(graded, case):
+    assert _scores(graded[case]) == FULL, {f.function: f.feedback for f in graded[case].functions()}
+
+
+def test_cli_writes_results_json_and_exits_zero(tmp_path):
+    """The SPEC's interface: `python -m autograder grade SUBMISSION [--out FILE]`, exit 0 whatever the score."""
+    sub = tmp_path / "zipped"
+    make_submission(sub / "deep" / "folder", NB, None)
+    import shutil
+
+    archive = shutil.make_archive(str(tmp_path / "submission"), "zip", sub)
+    out = tmp_path / "results.json"
+    proc = subprocess.run([sys.executable, "-m", "autograder", "grade", archive, "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["score"] == 0 and len(data["tests"]) == len(FULL)
+    assert all(any(f in t["tags"] for f in FULL) for t in data["tests"])
+    assert "total" in proc.stderr  # the table for a person
+
+
+def test_missing_and_broken_notebooks_cost_only_their_points(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = grade_submission(empty)
+    assert result.score == 0 and all("was not found" in f.feedback for f in result.functions())
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / f"{NB}.ipynb").write_text("{ not json")
+    result = grade_submission(broken)
+    assert result.score == 0 and all("could not be read" in f.feedback and "JSON" in f.feedback
+                                      for f in result.functions())
