@@ -7,7 +7,6 @@ c = get_config()  # noqa: F821 (provided by nbgrader)
 c.CourseDirectory.course_id = "ssl_kit"
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "assignments"
-c.CourseDirectory.db_assignments = [dict(name="self_supervised")]
 
 # What a student sees in place of a solution region.
 c.ClearSolutions.code_stub = {

@@ -15,6 +15,8 @@ apt-get install -y --no-install-recommends python3 python3-pip python3-venv
 python3 -m pip install --upgrade pip
 # CPU wheels: a tenth of the size of the default CUDA build, and the containers have no GPU.
 python3 -m pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu
+# What course_utils imports besides torch (the reference and the students' notebooks import it); bounds as in requirements.txt.
+python3 -m pip install "numpy>=1.24" "matplotlib>=3.7" "tqdm>=4.65"
 python3 -m pip install -e /autograder/source
 """
 

@@ -8,6 +8,8 @@ run_autograder honours ``AUTOGRADER_ROOT`` so that it runs outside a container.
 import copy
 import json
 import os
+import re
+import shlex
 import stat
 import subprocess
 import sys
@@ -19,11 +21,12 @@ import pytest
 
 from autograder import gradescope
 from autograder.examples import EXAMPLES, make_submission
-from autograder.package import build_zip
+from autograder.package import SETUP_SH, build_zip
 from autograder.points import POINTS, function_points, graded_functions
 from autograder.results import CheckResult, GradingResult
 
 NB = "03_simclr"
+REPO = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = Path(gradescope.__file__).with_name("gradescope_schema.json")
 TOTAL = sum(function_points(NB, f) for f in graded_functions(NB))  # 14
 
@@ -177,6 +180,32 @@ def test_zip_layout(autograder_zip):
 
 # -- a run of the zip in a Gradescope-like layout ---------------------------------------------------
 
+def _requirement_name(spec: str) -> str:
+    return re.split(r"[<>=!~\[;@ ]", spec.strip(), maxsplit=1)[0].lower().replace("-", "_")
+
+
+def _not_on_gradescope() -> set[str]:
+    """The kit's requirements that setup.sh does not install (nbgrader, jupyter, pytest, ...)."""
+    installed = set()
+    for line in SETUP_SH.splitlines():
+        if m := re.search(r"pip install (.*)", line):
+            installed |= {_requirement_name(t) for t in shlex.split(m.group(1)) if not t.startswith("-") and "/" not in t}
+    wanted = {_requirement_name(line) for line in (REPO / "requirements.txt").read_text().splitlines()
+              if line.strip() and not line.lstrip().startswith(("#", "-"))}
+    missing = wanted - installed
+    assert {"torch", "torchvision"} <= installed and "nbgrader" in missing, (installed, missing)
+    return missing
+
+
+def _hide_packages(names: set[str], where: Path) -> Path:
+    """A folder that, first on PYTHONPATH, makes ``import <name>`` fail as if it were not installed."""
+    for name in names:
+        (where / name).mkdir(parents=True)
+        (where / name / "__init__.py").write_text(
+            f"raise ModuleNotFoundError('{name} is not installed by setup.sh', name='{name}')\n")
+    return where
+
+
 def test_run_autograder_in_gradescope_layout(autograder_zip, validator, tmp_path):
     root = tmp_path / "autograder"
     with zipfile.ZipFile(autograder_zip) as z:
@@ -186,7 +215,9 @@ def test_run_autograder_in_gradescope_layout(autograder_zip, validator, tmp_path
     bindir = Path(sys.executable).parent
     assert (bindir / "python3").exists(), f"no python3 next to {sys.executable}"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")}
-    env.update(AUTOGRADER_ROOT=str(root), PATH=f"{bindir}{os.pathsep}{env.get('PATH', '')}")
+    env.update(AUTOGRADER_ROOT=str(root), PATH=f"{bindir}{os.pathsep}{env.get('PATH', '')}",
+               # As on Gradescope: only what setup.sh installs can be imported.
+               PYTHONPATH=str(_hide_packages(_not_on_gradescope(), tmp_path / "not_installed")))
     proc = subprocess.run(["bash", str(root / "source" / "run_autograder")], cwd=root, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -27,7 +27,7 @@ from autograder.grade import grade_submission
 from autograder.points import function_points, graded_functions
 from course_utils import release
 
-nbgrader = pytest.importorskip("nbgrader")
+pytest.importorskip("nbgrader")
 from nbgrader.api import Gradebook  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,12 +65,11 @@ def course(tmp_path_factory):
     timings = {}
     (course / "source" / ASSIGNMENT).mkdir(parents=True)
     shutil.copy(REPO / "solutions" / ASSIGNMENT / f"{NB}.ipynb", course / "source" / ASSIGNMENT)
-    (course / "nbgrader_config.py").write_text(
-        CONFIG.format(root=str(course)))
+    (course / "nbgrader_config.py").write_text(CONFIG.format(root=str(course)))
     # Only the course's config: none from the user's ~/.jupyter. SSL_KIT_FAST as in CI.
     config_dir = tmp_path_factory.mktemp("jupyter_config")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NBGRADER_EXECUTION")}
-    env.update(JUPYTER_CONFIG_DIR=str(config_dir), SSL_KIT_FAST="1", PYTHONWARNINGS="ignore")
+    env.update(JUPYTER_CONFIG_DIR=str(config_dir), SSL_KIT_FAST="1")
     # nbgrader's gradebook runs the `alembic` command by name: the environment's bin/ must be on PATH
     # even when the venv is not activated (as with `.venv/bin/python -m pytest`).
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -87,8 +86,8 @@ def course(tmp_path_factory):
 
     start = time.perf_counter()
     proc = _nbgrader(course, "autograde", ASSIGNMENT, "--force", env=env)
-    assert "| ERROR]" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     timings["autograde"] = time.perf_counter() - start
+    assert "| ERROR]" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     yield course, timings
     print("\nnbgrader timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
 
@@ -145,8 +144,8 @@ def test_grade_cells_write_nothing_to_stderr(course, student):
         stderr = [o for o in cell.outputs if o.output_type == "stream" and o.name == "stderr"]
         assert not stderr, f"{student} {gid} wrote to stderr: {stderr[0].text[:500]}"
         errors = [o for o in cell.outputs if o.output_type == "error"]
-        full = EXPECTED[student][gid.removeprefix("test_")] > 0
-        assert bool(errors) != full, f"{student} {gid}: {errors[:1]}"  # only a score of 0 raises
-        if full:
+        scored = EXPECTED[student][gid.removeprefix("test_")] > 0
+        assert bool(errors) != scored, f"{student} {gid}: {errors[:1]}"  # only a score of 0 raises
+        if scored:
             results = [o for o in cell.outputs if o.output_type == "execute_result"]
             assert len(results) == 1 and float(results[0].data["text/plain"]) > 0, cell.outputs
