@@ -19,8 +19,8 @@ def _grade(args) -> int:
     from .report import render_table
 
     try:
-        result = grade_submission(args.submission, call_timeout=args.timeout)
-    except FileNotFoundError as e:
+        result = grade_submission(args.submission, call_timeout=args.timeout, isolation=args.isolation)
+    except (FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     data = to_results_json(result)
@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--out", help="write results.json here instead of standard output")
     g.add_argument("--timeout", type=float, default=20.0, help="seconds one call of a student function may take")
     g.add_argument("--quiet", action="store_true", help="no table on standard error")
+    g.add_argument("--isolation", default="auto", choices=["auto", "bubblewrap", "unprivileged", "plain"],
+                   help="how to confine student code (default: the strongest available)")
     g.set_defaults(run=_grade)
     b = sub.add_parser("gradebook", help="grade every submission (subfolder or .zip) of a folder into a CSV")
     b.add_argument("folder")

@@ -18,7 +18,9 @@ functions it calls, so one bug costs the points of the function it is in and
 nothing else. (The reference runs in the grader; in a child process only
 tensors cross.) The ``vectorized`` check times the function as written; if it
 is slow and a graded function it calls failed its own ``vectorized`` check,
-the slowness is counted against that function only.
+the slowness is counted against that function only. Speed earns points only
+when the function's ``values`` check passed: a fast wrong answer is worth
+nothing.
 """
 from __future__ import annotations
 
@@ -306,7 +308,8 @@ def run_checks(tests: Iterable[Callable], student: Student, ref: ModuleType,
     mistake; a grader error scores 0 with its traceback in ``staff_note``.
     """
     wanted = set(functions) if functions is not None else None
-    results = []
+    results: list[CheckResult] = []
+    wrong: set[str] = set()
     for test in tests:
         notebook, function, check = test.__graded__
         if wanted is not None and function not in wanted:
@@ -314,6 +317,10 @@ def run_checks(tests: Iterable[Callable], student: Student, ref: ModuleType,
         points = float(POINTS[notebook][function][check])
         start = time.perf_counter()
         score, feedback, note = 0.0, "", ""
+        if check == "vectorized" and function in wrong:  # a fast wrong answer is worth nothing
+            results.append(CheckResult(notebook, function, check, 0.0, points,
+                                       "not timed: speed earns points once the values are right"))
+            continue
         try:
             outcome = test(student, ref)
             score = points
@@ -327,6 +334,8 @@ def run_checks(tests: Iterable[Callable], student: Student, ref: ModuleType,
             note = traceback.format_exc()
         results.append(CheckResult(notebook, function, check, score, points, feedback, note,
                                    time.perf_counter() - start))
+        if check == "values" and score < points:
+            wrong.add(function)
     return _excuse_slow_dependencies(results, dependencies or {})
 
 

@@ -29,9 +29,11 @@ from .framework import RemoteStudent, checks_of, run_checks
 from .points import NOTEBOOKS, POINTS, graded_functions
 from .reference import load_reference
 from .results import CheckResult, GradingResult
-from .student_process import Launcher, StudentError, StudentProcess
+from .sandbox import Isolation, choose_launcher
+from .student_process import StudentError, StudentProcess
 
 SUITES = {nb: f"autograder.suites.test_{nb}" for nb in POINTS}
+PACKAGES = [Path(__file__).resolve().parents[1] / "course_utils"]  # what the notebooks import, copied to the child
 MAX_ZIP_MEMBERS = 10_000
 
 
@@ -93,8 +95,8 @@ def _all_failed(notebook: str, feedback: str) -> list[CheckResult]:
             for fn in graded_functions(notebook) for check, points in POINTS[notebook][fn].items()]
 
 
-def grade_notebook(notebook: str, path: Path | str | None, *, call_timeout: float = 20.0, threads: int = 1,
-                   launcher: Launcher | None = None, result: GradingResult) -> None:
+def grade_notebook(notebook: str, path: Path | str | None, *, isolation: Isolation, call_timeout: float = 20.0,
+                   threads: int = 1, result: GradingResult) -> None:
     """Grade one notebook of a submission into ``result``."""
     if path is None:
         result.checks += _all_failed(notebook, f"{notebook}.ipynb was not found in the submission")
@@ -113,7 +115,8 @@ def grade_notebook(notebook: str, path: Path | str | None, *, call_timeout: floa
     deps = {f: (names_used_by(extraction.source, f) & set(functions)) - {f} for f in functions}
     substitutes = {f: {g: getattr(ref, g) for g in sorted(deps[f])} for f in functions}
     suite = importlib.import_module(SUITES[notebook])
-    process = StudentProcess(extraction.source, call_timeout=call_timeout, threads=threads, launcher=launcher)
+    process = StudentProcess(extraction.source, call_timeout=call_timeout, threads=threads,
+                             launcher=isolation.launcher, packages=PACKAGES)
     try:
         process.start()
     except StudentError as e:
@@ -129,17 +132,24 @@ def grade_notebook(notebook: str, path: Path | str | None, *, call_timeout: floa
 
 
 def grade_submission(submission: str | os.PathLike, *, call_timeout: float = 20.0, threads: int = 1,
-                     launcher: Launcher | None = None,
+                     isolation: str | Isolation = "auto",
                      progress: Callable[[str], None] | None = None) -> GradingResult:
-    """Grade every graded notebook of ``submission`` (a folder or a .zip)."""
+    """Grade every graded notebook of ``submission`` (a folder or a .zip).
+
+    ``isolation`` is a level of `sandbox.choose_launcher` (``"auto"``: the
+    strongest available) or an `Isolation`; what it enforces is recorded in
+    the result.
+    """
     start = time.perf_counter()
-    result = GradingResult()
+    if isinstance(isolation, str):
+        isolation = choose_launcher(isolation)
+    result = GradingResult(isolation=isolation.description)
     with tempfile.TemporaryDirectory(prefix="submission-") as tmp:
         notebooks, result.warnings = find_notebooks(Path(submission), Path(tmp))
         for notebook in SUITES:
             if progress:
                 progress(f"grading {notebook}")
-            grade_notebook(notebook, notebooks.get(notebook), call_timeout=call_timeout, threads=threads,
-                           launcher=launcher, result=result)
+            grade_notebook(notebook, notebooks.get(notebook), isolation=isolation, call_timeout=call_timeout,
+                           threads=threads, result=result)
     result.seconds = time.perf_counter() - start
     return result

@@ -31,6 +31,8 @@ def to_results_json(result: GradingResult) -> dict:
             "visibility": "visible",
         })
     summary = f"Total: {result.score:g} / {result.max_score:g}"
+    if result.isolation:
+        summary += f"\nYour code ran in: {result.isolation}."
     if result.warnings:
         summary += "\n\nWarnings:\n" + "\n".join(f"- {w}" for w in result.warnings)
     return {
@@ -40,6 +42,7 @@ def to_results_json(result: GradingResult) -> dict:
         "output_format": "text",
         "visibility": "visible",
         "stdout_visibility": "hidden",
+        "extra_data": {"isolation": result.isolation},
         "tests": tests,
     }
 
@@ -68,6 +71,8 @@ def run(root: Path) -> dict:
 
     results_path = root / "results" / "results.json"
     results_path.unlink(missing_ok=True)
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.parent.chmod(0o700)  # only the grader (root on Gradescope) may write or read here
     data = to_results_json(grade_submission(root / "submission"))
     write_json_atomically(data, results_path)
     return data

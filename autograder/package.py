@@ -18,6 +18,11 @@ python3 -m pip install torch torchvision --index-url https://download.pytorch.or
 # What course_utils imports besides torch (the reference and the students' notebooks import it); bounds as in requirements.txt.
 python3 -m pip install "numpy>=1.24" "matplotlib>=3.7" "tqdm>=4.65"
 python3 -m pip install -e /autograder/source
+# Student code runs as this unprivileged user, inside bubblewrap where the container allows it.
+apt-get install -y --no-install-recommends bubblewrap util-linux || true
+id -u ssl-student >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin ssl-student
+# The grader, the hidden suites and the reference: readable by root only, in case bubblewrap cannot run.
+chmod -R go-rwx /autograder/source
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash

@@ -23,4 +23,6 @@ def render_table(result: GradingResult, *, title: str = "") -> str:
             lines += ["  " + line for line in c.feedback.splitlines()]
     for w in result.warnings:
         lines.append(f"\nwarning: {w}")
+    if result.isolation:
+        lines.append(f"\nisolation: {result.isolation}")
     return "\n".join(lines)

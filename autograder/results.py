@@ -59,7 +59,8 @@ class GradingResult:
     checks: list[CheckResult] = field(default_factory=list)
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)  # shown to the student (missing notebook, skipped cells)
-    staff_notes: list[str] = field(default_factory=list)  # isolation in force, grader errors
+    staff_notes: list[str] = field(default_factory=list)  # grader errors
+    isolation: str = ""  # how the student's code was confined, in words
 
     @property
     def score(self) -> float:

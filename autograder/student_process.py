@@ -365,6 +365,9 @@ class StudentProcess:
         launcher: builds how the child is started (default :func:`default_launcher`).
         start_timeout: seconds for the child to start and load the source
             (importing torch included).
+        packages: package folders copied into the child's working directory,
+            so that the student's code can import them there (a sandbox may
+            hide where they are installed).
 
     Starting runs the source's top level; each top-level statement may take
     ``call_timeout`` seconds.
@@ -378,7 +381,7 @@ class StudentProcess:
     def __init__(self, source: str, *, workdir: str | os.PathLike | None = None,
                  call_timeout: float = 10.0, threads: int = 1, python: str = sys.executable,
                  env: Mapping[str, str] | None = None, launcher: Launcher | None = None,
-                 start_timeout: float = 60.0):
+                 start_timeout: float = 60.0, packages: Iterable[str | os.PathLike] = ()):
         if type(source) is not str:
             raise TypeError(f"source must be a str, got {type(source).__name__}")
         if not (call_timeout > 0 and start_timeout > 0):
@@ -393,6 +396,7 @@ class StudentProcess:
         self._workdir = workdir
         self._env = dict(env or {})
         self._launcher = launcher or default_launcher
+        self.packages = [Path(p) for p in packages]
         self._child: _Child | None = None
         self._finalizer: weakref.finalize | None = None
         self._last_tail = ""
@@ -448,6 +452,9 @@ class StudentProcess:
             (workdir / SOURCE_FILE).write_text(self.source, encoding="utf-8")
             for name in CHILD_FILES:
                 shutil.copyfile(HERE / name, workdir / name)
+            for package in self.packages:  # e.g. course_utils, which the notebooks import
+                shutil.copytree(package, workdir / Path(package).name,
+                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
             log_fd = os.open(workdir / LOG_FILE, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
             fds.append(log_fd)
             request_r, request_w = os.pipe()
