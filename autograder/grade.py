@@ -122,6 +122,10 @@ def grade_notebook(notebook: str, path: Path | str | None, *, isolation: Isolati
     except StudentError as e:
         result.checks += _all_failed(notebook, f"your {notebook} code could not be loaded: {e.message}")
         return
+    except OSError as e:  # the grader's set-up, not the student's code
+        result.checks += _all_failed(notebook, "the grader could not start; your course staff have been notified")
+        result.staff_notes.append(f"{notebook}: starting the student process failed: {e!r}")
+        return
     try:
         result.warnings += [f"{notebook}: a top-level statement failed when loading your code ({e.message})"
                             for e in process.load_errors]

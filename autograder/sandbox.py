@@ -34,11 +34,12 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .student_process import Launch, Launcher, LaunchRequest
+from .student_process import Launch, Launcher, LaunchRequest, default_launcher
 
 SANDBOX_USER = "ssl-student"
 """The account student code runs as when the grader is root (created by Gradescope's setup.sh)."""
@@ -161,9 +162,7 @@ def unprivileged_launcher(limits: Limits = Limits()) -> Launcher:
     def launch(request: LaunchRequest) -> Launch:
         uid, gid = sandbox_ids()
         _give_to(request.workdir, uid, gid)
-        argv = [request.python, "-E", "-s", "-B", request.child_script, str(request.read_fd), str(request.write_fd)]
-        return Launch(argv=argv, env=dict(request.env), cwd=request.workdir,
-                      pass_fds=(request.read_fd, request.write_fd), preexec_fn=_drop_privileges(uid, gid, limits))
+        return dataclasses.replace(default_launcher(request), preexec_fn=_drop_privileges(uid, gid, limits))
 
     return launch
 
@@ -171,9 +170,7 @@ def unprivileged_launcher(limits: Limits = Limits()) -> Launcher:
 def plain_launcher(limits: Limits = Limits()) -> Launcher:
     """The same user, resource limits only."""
     def launch(request: LaunchRequest) -> Launch:
-        argv = [request.python, "-E", "-s", "-B", request.child_script, str(request.read_fd), str(request.write_fd)]
-        return Launch(argv=argv, env=dict(request.env), cwd=request.workdir,
-                      pass_fds=(request.read_fd, request.write_fd), preexec_fn=limits.apply)
+        return dataclasses.replace(default_launcher(request), preexec_fn=limits.apply)
 
     return launch
 
@@ -196,6 +193,18 @@ def bubblewrap_works() -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=None)
+def unprivileged_works() -> bool:
+    """True if we are root and the sandbox user can run this Python (its folders may be closed to it)."""
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0):
+        return False
+    try:
+        return subprocess.run([sys.executable, "-E", "-s", "-c", "import torch"], capture_output=True, timeout=60,
+                              cwd="/", preexec_fn=_drop_privileges(*sandbox_ids(), Limits())).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def choose_launcher(level: str = "auto", limits: Limits = Limits()) -> Isolation:
     """The strongest isolation available (``level="auto"``), or the one asked for.
 
@@ -203,7 +212,7 @@ def choose_launcher(level: str = "auto", limits: Limits = Limits()) -> Isolation
     """
     root = hasattr(os, "geteuid") and os.geteuid() == 0
     if level == "auto":
-        level = "bubblewrap" if bubblewrap_works() else "unprivileged" if root else "plain"
+        level = "bubblewrap" if bubblewrap_works() else "unprivileged" if unprivileged_works() else "plain"
     user = pwd.getpwuid(sandbox_ids()[0]).pw_name if root else "the grader's own user"
     if level == "bubblewrap":
         if not bubblewrap_works():
@@ -212,8 +221,9 @@ def choose_launcher(level: str = "auto", limits: Limits = Limits()) -> Isolation
                          f"bubblewrap sandbox: private file system view, no network, own process tree, "
                          f"runs as {user}; resource limits")
     if level == "unprivileged":
-        if not root:
-            raise RuntimeError("running student code as another user needs root")
+        if not unprivileged_works():
+            raise RuntimeError("running student code as another user needs root, and that user must be able "
+                               "to run this Python and import torch")
         return Isolation(level, unprivileged_launcher(limits),
                          f"child process as {user} with resource limits (bubblewrap unavailable: "
                          "file access decided by permissions; network not isolated)")

@@ -1,0 +1,89 @@
+"""The sandbox levels: what each enforces, checked from inside a student process."""
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from autograder.grade import PACKAGES
+from autograder.gradescope import to_results_json
+from autograder.results import GradingResult
+from autograder.sandbox import Limits, bubblewrap_works, choose_launcher
+from autograder.student_process import StudentError, StudentProcess
+
+REPO = Path(__file__).resolve().parents[1]
+
+PROBE = '''
+import os, socket, torch
+from course_utils.checks import rel_error
+
+def probe(x, port):
+    seen = [os.path.exists(p) for p in PATHS]
+    try:
+        import autograder
+        importable = 1.0
+    except ImportError:
+        importable = 0.0
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1)  # the grader's machine is listening there
+        network = 1.0
+    except OSError:
+        network = 0.0
+    return torch.tensor([*map(float, seen), importable, network, float(os.getuid()), rel_error(1.0, 1.0)])
+'''
+
+
+def test_unknown_level_is_refused():
+    with pytest.raises(ValueError, match="isolation level"):
+        choose_launcher("docker")
+
+
+def test_plain_level_says_what_it_does_not_enforce():
+    isolation = choose_launcher("plain")
+    assert "plain child process" in isolation.description and "could read" in isolation.description
+    with StudentProcess("def f(x):\n    return x + 1", launcher=isolation.launcher) as sp:
+        assert torch.equal(sp.call("f", torch.zeros(2)).value, torch.ones(2))
+
+
+@pytest.mark.skipif(not bubblewrap_works(), reason="bubblewrap is not available here")
+def test_bubblewrap_hides_the_grader_and_the_network():
+    isolation = choose_launcher("bubblewrap")
+    paths = [str(REPO / "solutions"), str(REPO / "autograder"), str(REPO / "tests")]
+    server = socket.create_server(("127.0.0.1", 0))
+    with server, StudentProcess(f"PATHS = {paths!r}\n" + PROBE, launcher=isolation.launcher,
+                                packages=PACKAGES) as sp:
+        value = sp.call("probe", torch.zeros(1), server.getsockname()[1]).value
+    solutions, grader, tests, importable, network, uid, ok = value.tolist()
+    assert (solutions, grader, tests) == (0, 0, 0), "the child can see the grader's folders"
+    assert importable == 0, "the child can import the autograder"
+    assert network == 0, "the child reached the network"
+    assert ok == 0  # course_utils, copied beside the student's code, works
+    if os.geteuid() == 0:
+        assert uid != 0, "the child runs as root"
+
+
+@pytest.mark.skipif(not bubblewrap_works() or os.geteuid() != 0, reason="needs bubblewrap and root")
+def test_a_fork_bomb_hits_the_process_limit():
+    isolation = choose_launcher("bubblewrap", Limits(processes=32))
+    source = "import os\ndef bomb(x):\n    n = 0\n    while n < 1000:\n        os.fork()\n        n += 1\n"
+    with StudentProcess(source, launcher=isolation.launcher, call_timeout=3) as sp:
+        with pytest.raises(StudentError) as err:
+            sp.call("bomb", torch.zeros(1))
+    assert err.value.kind in ("exception", "timeout", "crash")
+
+
+def test_limits_lower_the_child_limits():
+    code = ("import resource; from autograder.sandbox import Limits; Limits(cpu_seconds=7, data_bytes=3 << 30).apply();"
+            "print(resource.getrlimit(resource.RLIMIT_CPU)[0], resource.getrlimit(resource.RLIMIT_DATA)[0],"
+            "resource.getrlimit(resource.RLIMIT_CORE)[0])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["7", str(3 << 30), "0"]
+
+
+def test_results_say_how_the_code_was_confined():
+    data = to_results_json(GradingResult(isolation="plain child process"))
+    assert data["extra_data"]["isolation"] == "plain child process"
+    assert "plain child process" in data["output"]
