@@ -422,19 +422,6 @@ def channel_exchange(read_fd: int, write_fd: int) -> Exchange:
     return exchange
 
 
-def _plain(value: Any, depth: int = 0) -> Any:
-    """``value`` with every tensor detached and a plain ``torch.Tensor``."""
-    if depth > channel.DEFAULT_MAX_DEPTH:
-        return value  # the encoder reports the depth
-    if isinstance(value, torch.Tensor):
-        return value.detach().as_subclass(torch.Tensor)
-    if type(value) in (list, tuple):
-        return type(value)(_plain(v, depth + 1) for v in value)
-    if type(value) is dict:
-        return {k: _plain(v, depth + 1) for k, v in value.items()}
-    return value
-
-
 def _to_device(value: Any, device: torch.device | None, depth: int = 0) -> Any:
     if device is None or depth > channel.DEFAULT_MAX_DEPTH:
         return value
@@ -472,8 +459,8 @@ class _Substitution:
 
     def ask(self, phase: str, args: tuple | list, kwargs: dict, **extra: Any) -> Any:
         """Send one callback and return the grader's value (or raise its failure)."""
-        message = {"callback": self.name, "phase": phase, "args": _plain(list(args)),
-                   "kwargs": _plain(dict(kwargs)), **extra}
+        message = {"callback": self.name, "phase": phase, "args": channel.plain(list(args)),
+                   "kwargs": channel.plain(dict(kwargs)), **extra}
         try:
             answer = self.exchange(message)
         except channel.EncodeError as e:
@@ -515,7 +502,7 @@ class _SubstituteFunction(torch.autograd.Function):
         if len(grad_outputs) != 1 or not isinstance(grad_outputs[0], torch.Tensor):
             raise RuntimeError(f"gradients through the grader's {sub.name} need it to "
                                "return one tensor")
-        grads = sub.ask("backward", args, ctx.kwargs, grad_output=_plain(grad_outputs[0]))
+        grads = sub.ask("backward", args, ctx.kwargs, grad_output=channel.plain(grad_outputs[0]))
         if type(grads) is not list or len(grads) != len(args):
             raise RuntimeError(f"the grader's {sub.name} sent {grads!r:.100} as the gradients "
                                f"of its {len(args)} arguments")

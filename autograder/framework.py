@@ -336,14 +336,17 @@ def run_checks(tests: Iterable[Callable], student: Student, ref: ModuleType,
                                    time.perf_counter() - start))
         if check == "values" and score < points:
             wrong.add(function)
-    return _excuse_slow_dependencies(results, dependencies or {})
+    return _excuse_slow_dependencies(results, dependencies or {}, untimed=wrong)
 
 
-def _excuse_slow_dependencies(results: list[CheckResult], dependencies: Mapping[str, Iterable[str]]) -> list[CheckResult]:
+def _excuse_slow_dependencies(results: list[CheckResult], dependencies: Mapping[str, Iterable[str]],
+                              untimed: set[str]) -> list[CheckResult]:
+    """A speed check that failed because a graded function it calls lost its own speed points
+    is not counted again (one that was not timed, its own values being wrong, stays lost)."""
     slow = {r.function for r in results if r.check == "vectorized" and not r.passed}
     for r in results:
         culprits = sorted(set(dependencies.get(r.function, ())) & slow - {r.function})
-        if r.check == "vectorized" and not r.passed and culprits:
+        if r.check == "vectorized" and not r.passed and culprits and r.function not in untimed:
             r.score = r.max_score
             r.staff_note = f"excused: {r.feedback}"
             r.feedback = (f"not counted: {r.function} is slow because it calls your {' and '.join(culprits)}, "

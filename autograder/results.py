@@ -26,12 +26,9 @@ class CheckResult:
         return self.score >= self.max_score
 
 
-@dataclass
-class FunctionResult:
-    """All checks of one graded function."""
+class _Totals:
+    """``score`` and ``max_score`` summed over ``self.checks``."""
 
-    notebook: str
-    function: str
     checks: list[CheckResult]
 
     @property
@@ -41,6 +38,15 @@ class FunctionResult:
     @property
     def max_score(self) -> float:
         return sum(c.max_score for c in self.checks)
+
+
+@dataclass
+class FunctionResult(_Totals):
+    """All checks of one graded function."""
+
+    notebook: str
+    function: str
+    checks: list[CheckResult]
 
     @property
     def feedback(self) -> str:
@@ -53,7 +59,7 @@ class FunctionResult:
 
 
 @dataclass
-class GradingResult:
+class GradingResult(_Totals):
     """The grade of one submission."""
 
     checks: list[CheckResult] = field(default_factory=list)
@@ -61,14 +67,6 @@ class GradingResult:
     warnings: list[str] = field(default_factory=list)  # shown to the student (missing notebook, skipped cells)
     staff_notes: list[str] = field(default_factory=list)  # grader errors
     isolation: str = ""  # how the student's code was confined, in words
-
-    @property
-    def score(self) -> float:
-        return sum(c.score for c in self.checks)
-
-    @property
-    def max_score(self) -> float:
-        return sum(c.max_score for c in self.checks)
 
     def functions(self) -> list[FunctionResult]:
         """The checks grouped by function, in order of first appearance."""

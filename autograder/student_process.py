@@ -308,19 +308,6 @@ def _check_substitute(substitute: Mapping[str, Callable] | None) -> dict[str, Ca
     return callbacks
 
 
-def _plain(value: Any, depth: int = 0) -> Any:
-    """``value`` with every tensor detached and a plain ``torch.Tensor`` (for the channel)."""
-    if depth > channel.DEFAULT_MAX_DEPTH:
-        return value  # the encoder reports the depth
-    if isinstance(value, torch.Tensor):
-        return value.detach().as_subclass(torch.Tensor)
-    if type(value) in (list, tuple):
-        return type(value)(_plain(v, depth + 1) for v in value)
-    if type(value) is dict:
-        return {k: _plain(v, depth + 1) for k, v in value.items()}
-    return value
-
-
 def _callback_grads(fn: Callable, args: list, kwargs: dict, grad_output: torch.Tensor
                     ) -> list:
     """Gradients for ``grad_output`` of ``fn(*args, **kwargs)`` (a tensor) with respect
@@ -597,7 +584,7 @@ class StudentProcess:
         except Exception as e:
             text = f"{type(e).__name__}: {e}"
             return {"ok": False, "message": text if len(text) <= 2000 else text[:2000] + "..."}
-        return {"ok": True, "value": _plain(value)}
+        return {"ok": True, "value": channel.plain(value)}
 
     def _raise_failure(self, reply: dict, what: str, tail: str) -> NoReturn:
         kind = reply.get("kind")
