@@ -378,19 +378,3 @@ def _segment(lines: list[bytes], node: ast.stmt) -> str:
                 + b"".join(lines[start_line:end_line - 1])
                 + lines[end_line - 1][:end_col])
     return text.decode("utf-8")
-
-
-def names_used_by(source: str, function: str) -> set[str]:
-    """Global names read inside the last top-level ``def function`` of ``source``.
-
-    Used to find which other graded functions a function calls. Returns an
-    empty set when ``source`` does not parse or defines no such function.
-    """
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return set()
-    defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == function]
-    if not defs:
-        return set()
-    return {n.id for n in ast.walk(defs[-1]) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}

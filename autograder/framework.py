@@ -12,15 +12,16 @@ The same suite runs under pytest (``conftest.py`` makes the fixtures), under
 `run_suite` for the local command and Gradescope (student code in a child
 process: `RemoteStudent`), and inside an nbgrader kernel (`LocalStudent`).
 
-Dependencies between graded functions: each function's ``values`` and
-``gradients`` checks run with the *reference* in place of the other graded
-functions it calls, so one bug costs the points of the function it is in and
-nothing else. (The reference runs in the grader; in a child process only
-tensors cross.) The ``vectorized`` check times the function as written; if it
-is slow and a graded function it calls failed its own ``vectorized`` check,
-the slowness is counted against that function only. Speed earns points only
-when the function's ``values`` check passed: a fast wrong answer is worth
-nothing.
+Dependencies between graded functions (`points.DEPENDS`, declared by the
+course, not read from the student's code): each function's ``values`` and
+``gradients`` checks run with the *reference* in place of the graded
+functions it is meant to call, so one bug costs the points of the function it
+is in and nothing else. (The reference runs in the grader; in a child process
+only tensors cross.) The ``vectorized`` check times the function as written;
+if it is too slow, it is timed again with the reference dependencies, and if
+it is fast then, the slowness is theirs and is not counted again. Speed earns
+points only when the function's ``values`` check passed: a fast wrong answer
+is worth nothing.
 """
 from __future__ import annotations
 
@@ -86,12 +87,14 @@ class RemoteStudent:
     def __init__(self, process: StudentProcess, substitutes: Mapping[str, Mapping[str, Callable]] | None = None):
         self.process = process
         self.substitutes = dict(substitutes or {})
+        self.substitute_when_timing = False  # set by run_checks to re-time with the reference dependencies
 
     def call(self, name, *args, **options) -> CallResult:
         return self.process.call(name, *args, substitute=self.substitutes.get(name) or None, **options)
 
     def time(self, name, *args, repeats=5, warmup=1, **kwargs) -> float:
-        return self.process.time(name, *args, repeats=repeats, warmup=warmup, **kwargs)
+        substitute = self.substitutes.get(name) if self.substitute_when_timing else None
+        return self.process.time(name, *args, repeats=repeats, warmup=warmup, substitute=substitute or None, **kwargs)
 
 
 def pil_image_spec(array: torch.Tensor) -> dict:
@@ -128,6 +131,7 @@ class LocalStudent:
     def __init__(self, namespace: Mapping[str, Any], substitutes: Mapping[str, Mapping[str, Callable]] | None = None):
         self.namespace = namespace
         self.substitutes = dict(substitutes or {})
+        self.substitute_when_timing = False
 
     def _function(self, name: str) -> Callable:
         fn = self.namespace.get(name)
@@ -144,7 +148,7 @@ class LocalStudent:
         inputs = [(args[k] if isinstance(k, int) else kwargs[k]).requires_grad_() for k in keys]
         if seed is not None:
             torch.manual_seed(seed)
-        saved = {n: self.namespace.get(n) for n in self.substitutes.get(name, {})}
+        saved = {n: self.namespace[n] for n in self.substitutes.get(name, {}) if n in self.namespace}
         start = time.perf_counter()
         try:
             self.namespace.update(self.substitutes.get(name, {}))  # type: ignore[attr-defined]
@@ -163,6 +167,8 @@ class LocalStudent:
             raise StudentError("exception", f"{type(e).__name__}: {e}", exc_type=type(e).__name__,
                                student_traceback=tb) from e
         finally:
+            for n in self.substitutes.get(name, {}):
+                self.namespace.pop(n, None)  # type: ignore[attr-defined]
             self.namespace.update(saved)  # type: ignore[attr-defined]
         value = _local_export(value.detach() if isinstance(value, torch.Tensor) else value)
         after = {**dict(enumerate(args)), **kwargs} if return_args else None
@@ -172,7 +178,15 @@ class LocalStudent:
         from course_utils.checks import time_function
 
         fn = self._function(name)
-        return time_function(lambda: fn(*args, **kwargs), repeats=repeats, warmup=warmup)
+        substitutes = self.substitutes.get(name, {}) if self.substitute_when_timing else {}
+        saved = {n: self.namespace[n] for n in substitutes if n in self.namespace}
+        try:
+            self.namespace.update(substitutes)  # type: ignore[attr-defined]
+            return time_function(lambda: fn(*args, **kwargs), repeats=repeats, warmup=warmup)
+        finally:
+            for n in substitutes:
+                self.namespace.pop(n, None)  # type: ignore[attr-defined]
+            self.namespace.update(saved)  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------- comparing
@@ -291,6 +305,8 @@ def _student_feedback(error: StudentError, function: str) -> str:
         return f"{function} did not finish in time and was stopped ({error.message})"
     if error.kind == "crash":
         return f"running {function} stopped the Python process ({error.message}); was there sys.exit or os._exit?"
+    if error.kind == "protocol":
+        return f"running {function} broke the grader's channel ({error.message}); the process was restarted"
     if error.exc_type == "NotImplementedError":
         return f"{function} is not implemented yet (it raised NotImplementedError)"
     text = f"{function} raised {error.message}"
@@ -300,8 +316,7 @@ def _student_feedback(error: StudentError, function: str) -> str:
 
 
 def run_checks(tests: Iterable[Callable], student: Student, ref: ModuleType,
-               functions: Iterable[str] | None = None,
-               dependencies: Mapping[str, Iterable[str]] | None = None) -> list[CheckResult]:
+               functions: Iterable[str] | None = None) -> list[CheckResult]:
     """Run registered tests and score them (see the module docstring for dependencies).
 
     Only tests of ``functions`` run when given. Never raises for a student's
@@ -327,6 +342,11 @@ def run_checks(tests: Iterable[Callable], student: Student, ref: ModuleType,
             note = outcome if isinstance(outcome, str) else ""
         except Failure as e:
             feedback = str(e)
+            if check == "vectorized" and _fast_with_reference_dependencies(test, student, ref, function):
+                score, note = points, f"excused: {feedback}"
+                feedback = (f"not counted: {function} is fast with the reference "
+                            f"{' and '.join(student.substitutes[function])}, so its slowness is theirs "
+                            "(they lose their own speed points)")
         except StudentError as e:
             feedback = _student_feedback(e, function)
         except Exception:  # a bug in the grader: the student is not told a story
@@ -336,19 +356,19 @@ def run_checks(tests: Iterable[Callable], student: Student, ref: ModuleType,
                                    time.perf_counter() - start))
         if check == "values" and score < points:
             wrong.add(function)
-    return _excuse_slow_dependencies(results, dependencies or {}, untimed=wrong)
-
-
-def _excuse_slow_dependencies(results: list[CheckResult], dependencies: Mapping[str, Iterable[str]],
-                              untimed: set[str]) -> list[CheckResult]:
-    """A speed check that failed because a graded function it calls lost its own speed points
-    is not counted again (one that was not timed, its own values being wrong, stays lost)."""
-    slow = {r.function for r in results if r.check == "vectorized" and not r.passed}
-    for r in results:
-        culprits = sorted(set(dependencies.get(r.function, ())) & slow - {r.function})
-        if r.check == "vectorized" and not r.passed and culprits and r.function not in untimed:
-            r.score = r.max_score
-            r.staff_note = f"excused: {r.feedback}"
-            r.feedback = (f"not counted: {r.function} is slow because it calls your {' and '.join(culprits)}, "
-                          "which lost vectorization points of its own")
     return results
+
+
+def _fast_with_reference_dependencies(test: Callable, student: Student, ref: ModuleType, function: str) -> bool:
+    """Re-time ``function`` with the reference in place of the graded functions it is meant
+    to call: True if it is fast then (its slowness came from those, which pay for it)."""
+    if not getattr(student, "substitutes", {}).get(function):
+        return False
+    student.substitute_when_timing = True  # type: ignore[attr-defined]
+    try:
+        test(student, ref)
+        return True
+    except (Failure, StudentError):
+        return False
+    finally:
+        student.substitute_when_timing = False  # type: ignore[attr-defined]

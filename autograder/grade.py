@@ -21,12 +21,13 @@ import os
 import tempfile
 import time
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable
 
-from .extract import DEFAULT_MAX_BYTES, NotebookError, extract_from_paths, names_used_by
+from .extract import DEFAULT_MAX_BYTES, NotebookError, extract_from_paths
 from .framework import RemoteStudent, checks_of, run_checks
-from .points import NOTEBOOKS, POINTS, graded_functions
+from .points import NOTEBOOKS, POINTS, dependencies, graded_functions
 from .reference import load_reference
 from .results import CheckResult, GradingResult
 from .sandbox import Isolation, choose_launcher
@@ -52,28 +53,38 @@ def find_notebooks(root: Path, workdir: Path) -> tuple[dict[str, Path | str], li
     if root.is_file() and root.name in wanted:
         return {wanted[root.name]: root}, []
     if root.is_file() and zipfile.is_zipfile(root):
-        with zipfile.ZipFile(root) as z:
-            for m in z.infolist()[:MAX_ZIP_MEMBERS]:
-                parts = Path(m.filename).parts
-                if not m.is_dir() and parts and parts[-1] in wanted and not _ignored(parts):
-                    found.setdefault(wanted[parts[-1]], []).append(m.filename)
-            members, warnings = _pick(found)
-            paths: dict[str, Path | str] = {}
-            for nb, member in members.items():
-                size = z.getinfo(member).file_size
-                if size > DEFAULT_MAX_BYTES:
-                    paths[nb] = f"{member} is {size / 2**20:.0f} MB, over the {DEFAULT_MAX_BYTES // 2**20} MB limit"
-                    continue
-                paths[nb] = workdir / f"{nb}.ipynb"
-                paths[nb].write_bytes(z.read(member))
-            return paths, warnings
+        try:
+            return _from_zip(root, workdir, wanted)
+        except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, OSError, EOFError, ValueError) as e:
+            return {nb: f"the zip file could not be read ({e})" for nb in NOTEBOOKS}, []
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder, a .zip file or a released notebook")
     for path in root.rglob("*.ipynb"):
-        if path.name in wanted and not _ignored(path.relative_to(root).parts):
+        # a link could point at the reference, or anywhere: only regular files inside the submission count
+        if path.name in wanted and not _ignored(path.relative_to(root).parts) and not path.is_symlink() \
+                and path.is_file() and path.resolve().is_relative_to(root.resolve()):
             found.setdefault(wanted[path.name], []).append(str(path))
     chosen, warnings = _pick(found)
     return {nb: Path(p) for nb, p in chosen.items()}, warnings
+
+
+def _from_zip(root: Path, workdir: Path, wanted: dict[str, str]) -> tuple[dict[str, Path | str], list[str]]:
+    found: dict[str, list[str]] = {}
+    with zipfile.ZipFile(root) as z:
+        for m in z.infolist()[:MAX_ZIP_MEMBERS]:
+            parts = Path(m.filename.replace("\\", "/")).parts
+            if not m.is_dir() and parts and parts[-1] in wanted and not _ignored(parts):
+                found.setdefault(wanted[parts[-1]], []).append(m.filename)
+        members, warnings = _pick(found)
+        paths: dict[str, Path | str] = {}
+        for nb, member in members.items():
+            size = z.getinfo(member).file_size
+            if size > DEFAULT_MAX_BYTES:
+                paths[nb] = f"{member} is {size / 2**20:.0f} MB, over the {DEFAULT_MAX_BYTES // 2**20} MB limit"
+                continue
+            paths[nb] = workdir / f"{nb}.ipynb"
+            paths[nb].write_bytes(z.read(member))
+    return paths, warnings
 
 
 def _ignored(parts: tuple[str, ...]) -> bool:
@@ -112,8 +123,8 @@ def grade_notebook(notebook: str, path: Path | str | None, *, isolation: Isolati
         return
     result.warnings += [f"{notebook}: {w}" for w in extraction.warnings]
     ref = load_reference(notebook)
-    deps = {f: (names_used_by(extraction.source, f) & set(functions)) - {f} for f in functions}
-    substitutes = {f: {g: getattr(ref, g) for g in sorted(deps[f])} for f in functions}
+    deps = dependencies(notebook)
+    substitutes = {f: {g: getattr(ref, g) for g in deps[f]} for f in functions}
     suite = importlib.import_module(SUITES[notebook])
     process = StudentProcess(extraction.source, call_timeout=call_timeout, threads=threads,
                              launcher=isolation.launcher, packages=PACKAGES)
@@ -129,8 +140,7 @@ def grade_notebook(notebook: str, path: Path | str | None, *, isolation: Isolati
     try:
         result.warnings += [f"{notebook}: a top-level statement failed when loading your code ({e.message})"
                             for e in process.load_errors]
-        result.checks += run_checks(checks_of(suite), RemoteStudent(process, substitutes), ref,
-                                    dependencies=deps)
+        result.checks += run_checks(checks_of(suite), RemoteStudent(process, substitutes), ref)
     finally:
         process.close()
 

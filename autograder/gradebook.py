@@ -1,8 +1,8 @@
 """Grade a folder of submissions with several worker processes into a CSV gradebook.
 
-Each entry of the folder (a subfolder, a .zip or a notebook) is one
-submission, named by the entry. A submission that cannot be graded gets a row
-with its error, and the others go on.
+Each entry of the folder (a subfolder or a .zip) is one submission, named by
+the entry. A submission that cannot be graded gets a row with its error, and
+the others go on.
 """
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ def submissions_in(folder: Path) -> list[Path]:
     """The submissions of ``folder``, sorted by name (hidden entries skipped)."""
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
-    return sorted(p for p in folder.iterdir() if not p.name.startswith(".")
-                  and (p.is_dir() or p.suffix in (".zip", ".ipynb")))
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and not p.is_symlink()
+                  and (p.is_dir() or p.suffix == ".zip"))
 
 
 def grade_folder(folder: Path, csv_path: Path, *, workers: int = 2, results_dir: Path | None = None) -> list[dict]:
@@ -42,10 +42,16 @@ def grade_folder(folder: Path, csv_path: Path, *, workers: int = 2, results_dir:
     subs = submissions_in(folder)
     columns = [f"{nb}.{fn}" for nb, table in POINTS.items() for fn in table]
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        outcomes = list(pool.map(_grade_one, [str(s) for s in subs]))
+        futures = [pool.submit(_grade_one, str(s)) for s in subs]
+        outcomes = []
+        for future in futures:
+            try:
+                outcomes.append(future.result())
+            except Exception as e:  # e.g. a worker killed by the system: that row, not the gradebook
+                outcomes.append({"error": f"grading failed: {type(e).__name__}: {e}"})
     rows = []
     for sub, out in zip(subs, outcomes):
-        row = {"submission": sub.stem if sub.is_file() else sub.name, "error": out["error"]}
+        row = {"submission": sub.name, "error": out["error"]}
         if not out["error"]:
             row.update(score=out["score"], max_score=out["max_score"], seconds=round(out["seconds"], 1),
                        **{c: out["functions"].get(c, 0.0) for c in columns})

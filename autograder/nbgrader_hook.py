@@ -18,12 +18,11 @@ from __future__ import annotations
 import contextlib
 import importlib
 import sys
-import types
 import warnings
 from typing import Any, Mapping
 
 from .framework import LocalStudent, checks_of, run_checks
-from .points import all_functions, graded_functions
+from .points import all_functions, dependencies
 from .reference import load_reference
 
 
@@ -31,28 +30,16 @@ class GradeFailed(AssertionError):
     """Raised by `check` when a function scores 0."""
 
 
-def _globals_used(fn: Any) -> set[str]:
-    """Global names a function's code reads (nested code included)."""
-    code = getattr(fn, "__code__", None)
-    names, stack = set(), [code] if code else []
-    while stack:
-        c = stack.pop()
-        names |= set(c.co_names)
-        stack += [k for k in c.co_consts if isinstance(k, types.CodeType)]
-    return names
-
-
 def check(function: str, namespace: Mapping[str, Any]) -> float:
     """Grade ``function`` as defined in ``namespace``; returns its score."""
     notebook = all_functions()[function]
     ref = load_reference(notebook)
-    graded = set(graded_functions(notebook))
-    deps = {function: (_globals_used(namespace.get(function)) & graded) - {function}}
-    student = LocalStudent(namespace, {function: {g: getattr(ref, g) for g in deps[function]}})
+    deps = dependencies(notebook)[function]
+    student = LocalStudent(namespace, {function: {g: getattr(ref, g) for g in deps}})
     suite = importlib.import_module(f"autograder.suites.test_{notebook}")
     with contextlib.redirect_stderr(sys.stdout), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        results = run_checks(checks_of(suite), student, ref, functions=[function], dependencies=deps)
+        results = run_checks(checks_of(suite), student, ref, functions=[function])
     score, total = sum(r.score for r in results), sum(r.max_score for r in results)
     for r in results:
         mark = "ok  " if r.passed else "FAIL"

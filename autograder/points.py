@@ -27,6 +27,20 @@ POINTS: dict[str, dict[str, dict[str, float]]] = {
     },
 }
 
+DEPENDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "03_simclr": {
+        "simclr_loss_naive": ("sim",),
+        "simclr_loss_vectorized": ("compute_sim_matrix", "sim_positive_pairs"),
+    },
+}
+"""The graded functions each graded function is *meant* to call (the notebook's text says so).
+
+While a function's values and gradients are checked, these, and only these,
+are the reference versions; every other name the student's code uses is the
+student's own. Declared here, not read from the student's code, so that a
+function cannot hand its work to the reference of another graded function.
+"""
+
 NOTEBOOKS = ("01_pretext_tasks", "02_generative_pretext", "03_simclr", "04_moco", "05_cpc")
 """The released notebooks, in course order; only those in POINTS are graded so far."""
 
@@ -39,6 +53,12 @@ def function_points(notebook: str, function: str) -> float:
 def graded_functions(notebook: str) -> list[str]:
     """The graded functions of ``notebook``, in notebook order."""
     return list(POINTS.get(notebook, {}))
+
+
+def dependencies(notebook: str) -> dict[str, tuple[str, ...]]:
+    """``{function: the graded functions it may call}`` for every graded function of ``notebook``."""
+    table = DEPENDS.get(notebook, {})
+    return {f: table.get(f, ()) for f in graded_functions(notebook)}
 
 
 def all_functions() -> dict[str, str]:

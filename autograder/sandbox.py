@@ -213,6 +213,9 @@ def choose_launcher(level: str = "auto", limits: Limits = Limits()) -> Isolation
     root = hasattr(os, "geteuid") and os.geteuid() == 0
     if level == "auto":
         level = "bubblewrap" if bubblewrap_works() else "unprivileged" if unprivileged_works() else "plain"
+        if level == "plain" and root:
+            raise RuntimeError("refusing to run student code as root without a sandbox: install bubblewrap, or "
+                               "let the sandbox user run this Python (or ask for --isolation plain explicitly)")
     user = pwd.getpwuid(sandbox_ids()[0]).pw_name if root else "the grader's own user"
     if level == "bubblewrap":
         if not bubblewrap_works():
@@ -229,6 +232,7 @@ def choose_launcher(level: str = "auto", limits: Limits = Limits()) -> Isolation
                          "file access decided by permissions; network not isolated)")
     if level == "plain":
         return Isolation(level, plain_launcher(limits),
-                         "plain child process of the grader's user with resource limits only (no bubblewrap, "
-                         "not root): student code could read what the grader can read and use the network")
+                         "plain child process of the grader's user with resource limits only (no bubblewrap): "
+                         "student code could read and write what the grader can, use the network, and leave "
+                         "processes behind")
     raise ValueError(f"isolation level must be auto, bubblewrap, unprivileged or plain, got {level!r}")

@@ -64,6 +64,10 @@ LOG_BYTES = 1 << 20
 """Cap of the child's output log (the child keeps the newest half when it is full)."""
 TAIL_BYTES = 8192
 """Most output bytes a :class:`CallResult` or :meth:`StudentProcess.stdout_tail` returns."""
+CALLBACK_MAX_ELEMENTS = 1 << 20
+CALLBACK_MAX_SIDE = 4096
+"""Largest callback arguments the grader computes its reference on (so that a child cannot
+make it allocate, e.g., a 100000 x 100000 similarity matrix)."""
 CPU_SECONDS = 3600
 """RLIMIT_CPU of a child under :func:`default_launcher` (its whole life, all threads)."""
 FILE_BYTES = 64 << 20
@@ -575,6 +579,11 @@ class StudentProcess:
             self._fail("protocol", f"the student process asked for the grader's {name!r:.100} "
                                    f"during {what}, which is not substituted there")
         args, kwargs = message["args"], message["kwargs"]
+        tensors = [t for t in [*args, *kwargs.values()] if type(t) is torch.Tensor]
+        if sum(t.numel() for t in tensors) > CALLBACK_MAX_ELEMENTS or \
+                any(n > CALLBACK_MAX_SIDE for t in tensors for n in t.shape):
+            return {"ok": False, "message": f"arguments too large for the grader's {name} (at most "
+                                            f"{CALLBACK_MAX_ELEMENTS} elements and {CALLBACK_MAX_SIDE} per side)"}
         try:
             if phase == "forward":
                 with torch.no_grad():

@@ -255,3 +255,43 @@ def test_missing_and_broken_notebooks_cost_only_their_points(tmp_path):
     result = grade_submission(broken)
     assert result.score == 0 and all("could not be read" in f.feedback and "JSON" in f.feedback
                                       for f in result.functions())
+
+
+def test_delegating_to_another_graded_function_earns_nothing(tmp_path):
+    """Each loss calling the other (and a stray mention of a slow dependency) must not borrow the reference."""
+    code = {
+        "simclr_loss_naive": "def simclr_loss_naive(out_left, out_right, tau):\n"
+                             "    return simclr_loss_vectorized(out_left, out_right, tau)",
+        "simclr_loss_vectorized": """
+def simclr_loss_vectorized(out_left, out_right, tau):
+    if False:
+        compute_sim_matrix(out_left)
+    return simclr_loss_naive(out_left, out_right, tau)
+""",
+        "compute_sim_matrix": None,  # the starter stub: its speed check fails
+    }
+    make_submission(tmp_path, NB, code)
+    scores = _scores(grade_submission(tmp_path, call_timeout=10.0))
+    assert scores["simclr_loss_naive"] == 0 and scores["simclr_loss_vectorized"] == 0
+    assert scores["compute_sim_matrix"] == 0
+    assert {f: s for f, s in scores.items() if f not in code} == {f: FULL[f] for f in FULL if f not in code}
+
+
+def test_links_and_broken_zips_are_not_graded(tmp_path):
+    from autograder.reference import notebook_path
+
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / f"{NB}.ipynb").symlink_to(notebook_path(NB))  # the reference, through a link
+    result = grade_submission(linked)
+    assert result.score == 0 and all("was not found" in f.feedback for f in result.functions())
+    broken = tmp_path / "broken.zip"
+    make_submission(tmp_path / "z", NB, {})
+    import shutil
+
+    shutil.make_archive(str(tmp_path / "good"), "zip", tmp_path / "z")
+    data = bytearray((tmp_path / "good.zip").read_bytes())
+    data[60:200] = b"\x00" * 140  # damage the compressed notebook
+    broken.write_bytes(bytes(data))
+    result = grade_submission(broken)
+    assert result.score == 0 and all("could not be read" in f.feedback for f in result.functions())

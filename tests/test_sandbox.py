@@ -87,3 +87,14 @@ def test_results_say_how_the_code_was_confined():
     data = to_results_json(GradingResult(isolation="plain child process"))
     assert data["extra_data"]["isolation"] == "plain child process"
     assert "plain child process" in data["output"]
+
+
+def test_root_never_falls_back_to_plain_by_itself(monkeypatch):
+    import autograder.sandbox as sandbox
+
+    monkeypatch.setattr(sandbox, "bubblewrap_works", lambda: False)
+    monkeypatch.setattr(sandbox, "unprivileged_works", lambda: False)
+    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 0)
+    with pytest.raises(RuntimeError, match="refusing to run student code as root"):
+        sandbox.choose_launcher("auto")
+    assert sandbox.choose_launcher("plain").level == "plain"  # when asked for explicitly

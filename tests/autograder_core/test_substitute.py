@@ -303,3 +303,12 @@ def test_the_child_refuses_bad_substitute_options(names, message):
     reply = server.handle({"op": "call", "name": "f", "args": [], "kwargs": {},
                            "options": {"substitute": names}})
     assert reply["kind"] == "request" and message in reply["message"]
+
+
+def test_callback_arguments_are_capped_so_the_grader_cannot_be_made_to_blow_up(sp):
+    huge = torch.zeros(5000, 1)  # a similarity matrix of it would be 5000 x 5000; the cap is 4096 per side
+    with pytest.raises(StudentError) as err:
+        sp.call("call_helper", huge, substitute={"helper": lambda x, scale=1.0: x @ x.T})
+    assert err.value.kind == "exception" and "too large" in err.value.message
+    assert torch.equal(sp.call("call_helper", torch.ones(2), substitute={"helper": lambda x, scale=1.0: x}).value,
+                       torch.ones(2))
