@@ -25,6 +25,7 @@ is worth nothing.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import traceback
@@ -133,6 +134,18 @@ class LocalStudent:
         self.substitutes = dict(substitutes or {})
         self.substitute_when_timing = False
 
+    @contextlib.contextmanager
+    def _substituted(self, substitutes: Mapping[str, Callable]):
+        """Bind ``substitutes`` in the namespace for the block; then restore the names (or their absence)."""
+        saved = {n: self.namespace[n] for n in substitutes if n in self.namespace}
+        try:
+            self.namespace.update(substitutes)  # type: ignore[attr-defined]
+            yield
+        finally:
+            for n in substitutes:
+                self.namespace.pop(n, None)  # type: ignore[attr-defined]
+            self.namespace.update(saved)  # type: ignore[attr-defined]
+
     def _function(self, name: str) -> Callable:
         fn = self.namespace.get(name)
         if not callable(fn):
@@ -148,28 +161,23 @@ class LocalStudent:
         inputs = [(args[k] if isinstance(k, int) else kwargs[k]).requires_grad_() for k in keys]
         if seed is not None:
             torch.manual_seed(seed)
-        saved = {n: self.namespace[n] for n in self.substitutes.get(name, {}) if n in self.namespace}
         start = time.perf_counter()
         try:
-            self.namespace.update(self.substitutes.get(name, {}))  # type: ignore[attr-defined]
-            value = fn(*args, **kwargs)
-            if then_call is not None:
-                value = [value(*[_local_build(x) for x in a]) for a in then_call]
-            grads = None
-            if keys:
-                target = value if grad_output is not None else value.sum()
-                grads = dict(zip(keys, torch.autograd.grad(target, inputs, grad_outputs=grad_output,
-                                                           allow_unused=True)))
+            with self._substituted(self.substitutes.get(name, {})):
+                value = fn(*args, **kwargs)
+                if then_call is not None:
+                    value = [value(*[_local_build(x) for x in a]) for a in then_call]
+                grads = None
+                if keys:
+                    target = value if grad_output is not None else value.sum()
+                    grads = dict(zip(keys, torch.autograd.grad(target, inputs, grad_outputs=grad_output,
+                                                               allow_unused=True)))
         except StudentError:
             raise
         except Exception as e:  # the student's code raised
             tb = "".join(traceback.format_exception(type(e), e, e.__traceback__)[-3:])
             raise StudentError("exception", f"{type(e).__name__}: {e}", exc_type=type(e).__name__,
                                student_traceback=tb) from e
-        finally:
-            for n in self.substitutes.get(name, {}):
-                self.namespace.pop(n, None)  # type: ignore[attr-defined]
-            self.namespace.update(saved)  # type: ignore[attr-defined]
         value = _local_export(value.detach() if isinstance(value, torch.Tensor) else value)
         after = {**dict(enumerate(args)), **kwargs} if return_args else None
         return CallResult(value, grads, after, "", time.perf_counter() - start)
@@ -178,15 +186,8 @@ class LocalStudent:
         from course_utils.checks import time_function
 
         fn = self._function(name)
-        substitutes = self.substitutes.get(name, {}) if self.substitute_when_timing else {}
-        saved = {n: self.namespace[n] for n in substitutes if n in self.namespace}
-        try:
-            self.namespace.update(substitutes)  # type: ignore[attr-defined]
+        with self._substituted(self.substitutes.get(name, {}) if self.substitute_when_timing else {}):
             return time_function(lambda: fn(*args, **kwargs), repeats=repeats, warmup=warmup)
-        finally:
-            for n in substitutes:
-                self.namespace.pop(n, None)  # type: ignore[attr-defined]
-            self.namespace.update(saved)  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------- comparing

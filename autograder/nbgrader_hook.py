@@ -24,6 +24,7 @@ from typing import Any, Mapping
 from .framework import LocalStudent, checks_of, run_checks
 from .points import all_functions, dependencies
 from .reference import load_reference
+from .results import FunctionResult
 
 
 class GradeFailed(AssertionError):
@@ -40,10 +41,8 @@ def check(function: str, namespace: Mapping[str, Any]) -> float:
     with contextlib.redirect_stderr(sys.stdout), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         results = run_checks(checks_of(suite), student, ref, functions=[function])
-    score, total = sum(r.score for r in results), sum(r.max_score for r in results)
-    for r in results:
-        mark = "ok  " if r.passed else "FAIL"
-        print(f"{mark} {function} / {r.check}: {r.score:g}/{r.max_score:g}" + (f"\n     {r.feedback}" if r.feedback else ""))
-    if score == 0:
-        raise GradeFailed(f"{function}: 0/{total:g}; see the feedback above")
-    return score
+    graded = FunctionResult(notebook, function, results)
+    print(f"{function}: {graded.score:g}/{graded.max_score:g}\n{graded.feedback}")
+    if graded.score == 0:
+        raise GradeFailed(f"{function}: 0/{graded.max_score:g}; see the feedback above")
+    return graded.score

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .student_process import Launch, Launcher, LaunchRequest, default_launcher
+from .student_process import Launch, Launcher, LaunchRequest, default_launcher, lower_limits
 
 SANDBOX_USER = "ssl-student"
 """The account student code runs as when the grader is root (created by Gradescope's setup.sh)."""
@@ -60,12 +60,9 @@ class Limits:
         """Lower the limits of the calling process (never raise them)."""
         import resource
 
-        for which, value in ((resource.RLIMIT_CPU, self.cpu_seconds), (resource.RLIMIT_DATA, self.data_bytes),
-                             (resource.RLIMIT_FSIZE, self.file_bytes), (resource.RLIMIT_NPROC, self.processes),
-                             (resource.RLIMIT_NOFILE, self.open_files), (resource.RLIMIT_CORE, 0)):
-            hard = resource.getrlimit(which)[1]
-            value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-            resource.setrlimit(which, (value, value))
+        lower_limits(((resource.RLIMIT_CPU, self.cpu_seconds), (resource.RLIMIT_DATA, self.data_bytes),
+                      (resource.RLIMIT_FSIZE, self.file_bytes), (resource.RLIMIT_NPROC, self.processes),
+                      (resource.RLIMIT_NOFILE, self.open_files), (resource.RLIMIT_CORE, 0)))
 
 
 @dataclass(frozen=True)
@@ -116,14 +113,21 @@ def _python_roots() -> list[str]:
 _SYSTEM = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
 
 
-def _bwrap_argv(request: LaunchRequest, drop_to: tuple[int, int] | None) -> list[str]:
-    argv = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net", "--unshare-ipc",
-            "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox", "--clearenv"]
+def _system_binds() -> list[str]:
+    """bwrap arguments giving the sandbox the system's programs and libraries, read-only."""
+    argv: list[str] = []
     for path in _SYSTEM:
         if os.path.islink(path):
             argv += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             argv += ["--ro-bind", path, path]
+    return argv
+
+
+def _bwrap_argv(request: LaunchRequest, drop_to: tuple[int, int] | None) -> list[str]:
+    argv = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net", "--unshare-ipc",
+            "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox", "--clearenv"]
+    argv += _system_binds()
     binds = [p for p in _python_roots() if not any(p == s or p.startswith(s + os.sep) for s in _SYSTEM)]
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     # bwrap makes missing parent folders 0700: make them traversable for the unprivileged user first
@@ -181,11 +185,7 @@ def bubblewrap_works() -> bool:
     if shutil.which("bwrap") is None:
         return False
     argv = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-net"]
-    for path in _SYSTEM:
-        if os.path.islink(path):
-            argv += ["--symlink", os.readlink(path), path]
-        elif os.path.isdir(path):
-            argv += ["--ro-bind", path, path]
+    argv += _system_binds()
     try:
         return subprocess.run(argv + ["--proc", "/proc", "--dev", "/dev", "true"], capture_output=True,
                               timeout=20).returncode == 0

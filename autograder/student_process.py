@@ -174,14 +174,18 @@ def default_launcher(request: LaunchRequest) -> Launch:
                   preexec_fn=_apply_limits if resource is not None else None)
 
 
-def _apply_limits() -> None:
-    """Lower (never raise) RLIMIT_CPU, RLIMIT_FSIZE and RLIMIT_CORE; runs in the child."""
-    for which, value in ((resource.RLIMIT_CPU, CPU_SECONDS),
-                         (resource.RLIMIT_FSIZE, FILE_BYTES),
-                         (resource.RLIMIT_CORE, 0)):
+def lower_limits(limits: Iterable[tuple[int, int]]) -> None:
+    """Set each ``(RLIMIT_*, value)`` as soft and hard limit, never above the current hard limit."""
+    for which, value in limits:
         hard = resource.getrlimit(which)[1]
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)
         resource.setrlimit(which, (value, value))
+
+
+def _apply_limits() -> None:
+    """Lower RLIMIT_CPU, RLIMIT_FSIZE and RLIMIT_CORE; runs in the child."""
+    lower_limits(((resource.RLIMIT_CPU, CPU_SECONDS), (resource.RLIMIT_FSIZE, FILE_BYTES),
+                  (resource.RLIMIT_CORE, 0)))
 
 
 def child_env(workdir: str, threads: int, statement_timeout: float,
