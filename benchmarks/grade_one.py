@@ -3,7 +3,7 @@
     python benchmarks/grade_one.py [--repeats 3] [--example reference] [--compare plain]
 
 Grades a bundled example submission with the local command's code path
-(`autograder.grade.grade_submission`: a child process per notebook, with the
+(`autograder.grading.grade.grade_submission`: a child process per notebook, with the
 strongest isolation available) and prints the median wall time, the
 grader's peak RSS, the largest child's peak RSS and their sum (an upper bound
 on the peak of the two together). Targets on a 2-core machine: at most 20 s
@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from autograder.examples import EXAMPLES, make_submission
-from autograder.grade import grade_submission
-from autograder.sandbox import choose_launcher
+from autograder.frontends.examples import EXAMPLES, make_submission
+from autograder.grading.grade import grade_submission
+from autograder.isolation.sandbox import choose_launcher
 
 TARGET_SECONDS, TARGET_MB = 20.0, 1536.0
 

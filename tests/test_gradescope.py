@@ -1,5 +1,5 @@
 """Gradescope: the autograder zip, a run of it in a Gradescope-like layout, and
-results.json against Gradescope's results specification (autograder/gradescope_schema.json).
+results.json against Gradescope's results specification (autograder/frontends/gradescope_schema.json).
 
 The layout is Gradescope's: ``ROOT/source`` (the unpacked zip),
 ``ROOT/submission`` (the student's upload) and ``ROOT/results``;
@@ -19,11 +19,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from autograder import gradescope
-from autograder.examples import EXAMPLES, make_submission
-from autograder.package import SETUP_SH, build_zip
-from autograder.points import POINTS, function_points, graded_functions
-from autograder.results import CheckResult, GradingResult
+from autograder.frontends import gradescope
+from autograder.frontends.examples import EXAMPLES, make_submission
+from autograder.frontends.package import SETUP_SH, build_zip
+from autograder.grading.points import POINTS, function_points, graded_functions
+from autograder.grading.results import CheckResult, GradingResult
 
 NB = "03_simclr"
 REPO = Path(__file__).resolve().parents[1]
@@ -170,7 +170,7 @@ def test_zip_layout(autograder_zip):
     for nb in POINTS:
         assert f"autograder/suites/test_{nb}.py" in names, "the hidden suite is missing"
         assert f"solutions/self_supervised/{nb}.ipynb" in names, "the reference notebook is missing"
-    assert {"autograder/__main__.py", "autograder/grade.py", "course_utils/__init__.py", "pyproject.toml"} <= names
+    assert {"autograder/__main__.py", "autograder/grading/grade.py", "course_utils/__init__.py", "pyproject.toml"} <= names
     for name in names:
         parts = Path(name).parts
         assert not {"__pycache__", ".ipynb_checkpoints", ".venv", ".git", ".pytest_cache"} & set(parts), name
@@ -222,7 +222,7 @@ def test_run_autograder_in_gradescope_layout(autograder_zip, validator, tmp_path
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # The unpacked copy ran, not the repository's: its modules were compiled there.
-    assert list((root / "source" / "autograder" / "__pycache__").glob("grade.*.pyc")), proc.stdout + proc.stderr
+    assert list((root / "source" / "autograder" / "grading" / "__pycache__").glob("grade.*.pyc")), proc.stdout + proc.stderr
     data = json.loads(planted.read_text())
     assert data["score"] != 999 and data.get("output") != "planted", "the planted results.json survived"
     assert _errors(validator, data) == []

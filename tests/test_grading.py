@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from autograder.examples import make_submission
-from autograder.grade import grade_submission
-from autograder.points import POINTS, function_points
+from autograder.frontends.examples import make_submission
+from autograder.grading.grade import grade_submission
+from autograder.grading.points import POINTS, function_points
 
 NB = "03_simclr"
 FULL = {f: function_points(NB, f) for f in POINTS[NB]}
@@ -278,7 +278,7 @@ def simclr_loss_vectorized(out_left, out_right, tau):
 
 
 def test_links_and_broken_zips_are_not_graded(tmp_path):
-    from autograder.reference import notebook_path
+    from autograder.grading.reference import notebook_path
 
     linked = tmp_path / "linked"
     linked.mkdir()

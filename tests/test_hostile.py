@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from autograder.examples import make_submission
-from autograder.grade import grade_submission
-from autograder.points import POINTS, function_points
-from autograder.sandbox import bubblewrap_works
+from autograder.frontends.examples import make_submission
+from autograder.grading.grade import grade_submission
+from autograder.grading.points import POINTS, function_points
+from autograder.isolation.sandbox import bubblewrap_works
 
 NB = "03_simclr"
 REPO = Path(__file__).resolve().parents[1]
@@ -110,7 +110,7 @@ def compute_sim_matrix(out):
 """,
         "sim_positive_pairs": """
 def sim_positive_pairs(out_left, out_right):
-    import autograder.framework as fw
+    import autograder.grading.checks as fw
     fw.expect_tensor = lambda *a, **k: None
     return torch.zeros(out_left.shape[0], 1)
 """,
@@ -280,7 +280,7 @@ def test_a_huge_notebook_is_reported_not_loaded(tmp_path):
 
 
 def test_regrading_gives_the_same_result(tmp_path):
-    from autograder.examples import BUGGY_SIMCLR
+    from autograder.frontends.examples import BUGGY_SIMCLR
 
     make_submission(tmp_path, NB, BUGGY_SIMCLR)
     first, second = grade_submission(tmp_path), grade_submission(tmp_path)

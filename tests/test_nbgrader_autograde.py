@@ -2,7 +2,7 @@
 autograde in a temporary course, on the example submissions, and the scores
 nbgrader records against the local grade command's.
 
-The source notebook's hidden-test cells call `autograder.nbgrader_hook.check`,
+The source notebook's hidden-test cells call `autograder.frontends.nbgrader_hook.check`,
 which returns the function's score (nbgrader reads a number as partial
 credit) and raises at 0. A grade cell that writes to stderr gets 0 from
 nbgrader, so none may.
@@ -22,9 +22,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.examples import EXAMPLES, make_submission
-from autograder.grade import grade_submission
-from autograder.points import function_points, graded_functions
+from autograder.frontends.examples import EXAMPLES, make_submission
+from autograder.grading.grade import grade_submission
+from autograder.grading.points import function_points, graded_functions
 from course_utils import release
 
 pytest.importorskip("nbgrader")

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from autograder.grade import PACKAGES
-from autograder.gradescope import to_results_json
-from autograder.results import GradingResult
-from autograder.sandbox import Limits, bubblewrap_works, choose_launcher
-from autograder.student_process import StudentError, StudentProcess
+from autograder.grading.grade import PACKAGES
+from autograder.frontends.gradescope import to_results_json
+from autograder.grading.results import GradingResult
+from autograder.isolation.sandbox import Limits, bubblewrap_works, choose_launcher
+from autograder.isolation.student_process import StudentError, StudentProcess
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,7 +76,7 @@ def test_a_fork_bomb_hits_the_process_limit():
 
 
 def test_limits_lower_the_child_limits():
-    code = ("import resource; from autograder.sandbox import Limits; Limits(cpu_seconds=7, data_bytes=3 << 30).apply();"
+    code = ("import resource; from autograder.isolation.sandbox import Limits; Limits(cpu_seconds=7, data_bytes=3 << 30).apply();"
             "print(resource.getrlimit(resource.RLIMIT_CPU)[0], resource.getrlimit(resource.RLIMIT_DATA)[0],"
             "resource.getrlimit(resource.RLIMIT_CORE)[0])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
@@ -90,7 +90,7 @@ def test_results_say_how_the_code_was_confined():
 
 
 def test_root_never_falls_back_to_plain_by_itself(monkeypatch):
-    import autograder.sandbox as sandbox
+    import autograder.isolation.sandbox as sandbox
 
     monkeypatch.setattr(sandbox, "bubblewrap_works", lambda: False)
     monkeypatch.setattr(sandbox, "unprivileged_works", lambda: False)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from autograder.reference import load_reference
+from autograder.grading.reference import load_reference
 
 ref = load_reference("03_simclr")
 

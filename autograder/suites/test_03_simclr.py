@@ -1,7 +1,7 @@
 """Hidden suite of 03_simclr: every graded function against the reference.
 
-Run by the grader (`autograder.grade`), inside nbgrader's kernel
-(`autograder.nbgrader_hook`), or by hand::
+Run by the grader (`autograder.grading.grade`), inside nbgrader's kernel
+(`autograder.frontends.nbgrader_hook`), or by hand::
 
     pytest autograder/suites/test_03_simclr.py --submission path/to/03_simclr.ipynb
 """
@@ -11,10 +11,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-
-from autograder.framework import (Failure, Hint, describe, expect_tensor, expect_unchanged, expect_vectorized, graded,
-                                  pil_image_spec)
-from autograder.student_process import StudentError
+from autograder.grading.checks import Failure, Hint, describe, expect_tensor, expect_unchanged, expect_vectorized, graded
+from autograder.isolation.specs import pil_image_spec
+from autograder.isolation.student_process import StudentError
 
 NB = "03_simclr"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -41,7 +40,7 @@ def _unit(x):
 
 
 # --------------------------------------------------------------------------- known mistakes
-# Each computes what a common mistake gives, in float64; see framework.Hint.
+# Each computes what a common mistake gives, in float64; see grading.checks.Hint.
 
 def _loss_from_logits(s, n, *, keep_self=False, drop_positive=False, one_direction=False):
     """NT-Xent from a [2N, 2N] logit matrix with switches for mistakes."""

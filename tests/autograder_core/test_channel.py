@@ -1,4 +1,4 @@
-"""Tests of autograder.channel: round trips, and refusal of everything else."""
+"""Tests of autograder.isolation.channel: round trips, and refusal of everything else."""
 import json
 import math
 import os
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from autograder import channel
-from autograder.channel import (ChannelClosed, ChannelTimeout, EncodeError, ProtocolError,
+from autograder.isolation import channel
+from autograder.isolation.channel import (ChannelClosed, ChannelTimeout, EncodeError, ProtocolError,
                                 decode, encode, recv, send)
 
 

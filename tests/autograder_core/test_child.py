@@ -1,7 +1,7 @@
-"""In-process tests of child.py's pieces (loading, output cap, request handling).
+"""In-process tests of the child's pieces (loading, output cap, request handling).
 
-child.py runs as a script next to channel.py, so it is imported here the same
-way: with the autograder directory on ``sys.path``.
+child.py runs as a script next to channel.py and the other child_*.py files,
+so they are imported here the same way: with autograder/isolation on ``sys.path``.
 """
 import os
 import sys
@@ -10,21 +10,22 @@ from pathlib import Path
 import pytest
 import torch
 
-from autograder import student_process
+from autograder.isolation import launch
 
-AUTOGRADER = Path(__file__).resolve().parents[2] / "autograder"
-sys.path.insert(0, str(AUTOGRADER))
+ISOLATION = Path(__file__).resolve().parents[2] / "autograder" / "isolation"
+sys.path.insert(0, str(ISOLATION))
 try:
     import channel as child_channel  # the copy child.py uses
     import child
+    import child_server
 finally:
-    sys.path.remove(str(AUTOGRADER))
+    sys.path.remove(str(ISOLATION))
 
 
 def test_file_and_variable_names_agree_with_the_grader_side():
     for name in ("SOURCE_FILE", "LOG_FILE", "ENV_THREADS", "ENV_STATEMENT_TIMEOUT",
                  "ENV_LOG_BYTES"):
-        assert getattr(child, name) == getattr(student_process, name)
+        assert getattr(child, name) == getattr(launch, name)
 
 
 # --------------------------------------------------------------------------- loading
@@ -63,7 +64,7 @@ def test_error_info_survives_a_hostile_str():
         def __str__(self):
             raise RuntimeError("no")
 
-    info = child.error_info(Nasty())
+    info = child_server.error_info(Nasty())
     assert info["type"] == "Nasty" and "could not be printed" in info["message"]
 
 
@@ -99,7 +100,7 @@ def server():
               "    return x.nope\n")
     module, errors = child.load_submission(source, 1.0)
     assert errors == []
-    return child.Server(module)
+    return child_server.Server(module)
 
 
 def call(server, name, *args, options=None, **kwargs):
@@ -188,7 +189,7 @@ def test_timing_reply(server):
 
 def test_unencodable_reply_message():
     error = child_channel.EncodeError("a numpy.ndarray, which cannot be sent", ("value", 1))
-    reply = child.unencodable({"name": "f"}, error)
+    reply = child_server.unencodable({"name": "f"}, error)
     assert reply["kind"] == "exception"
     assert reply["message"] == ("'f' returned a value whose element [1] is a numpy.ndarray, "
                                 "which cannot be sent")

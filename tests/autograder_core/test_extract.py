@@ -1,9 +1,9 @@
-"""Tests of autograder.extract on small hostile notebooks built here."""
+"""Tests of autograder.grading.extract on small hostile notebooks built here."""
 import json
 
 import pytest
 
-from autograder.extract import (DEFAULT_MAX_BYTES, Extraction, NotebookError,
+from autograder.grading.extract import (DEFAULT_MAX_BYTES, Extraction, NotebookError,
                                 extract_definitions, extract_from_paths, read_notebook)
 
 

@@ -11,10 +11,11 @@ import time
 import pytest
 import torch
 
-from autograder import channel
-from autograder.extract import extract_from_paths
-from autograder.student_process import (TAIL_BYTES, StudentError, StudentProcess,
-                                        default_launcher, generator_spec, mlp_spec)
+from autograder.isolation import channel
+from autograder.grading.extract import extract_from_paths
+from autograder.isolation.launch import TAIL_BYTES, default_launcher
+from autograder.isolation.specs import generator_spec, mlp_spec
+from autograder.isolation.student_process import StudentError, StudentProcess
 
 SOURCE = '''\
 import os
@@ -194,7 +195,8 @@ def test_the_child_gets_a_minimal_environment_and_directory(sp):
     assert sp.call("environment", "HOME").value == request.workdir
     info = sp.call("context").value
     assert info["threads"] == 1
-    assert info["files"] == ["channel.py", "child.py", "output.log", "submission.txt"]
+    assert info["files"] == ["channel.py", "child.py", "child_server.py", "child_substitute.py", "child_values.py",
+                             "output.log", "submission.txt"]
 
 
 def test_student_exceptions_carry_only_the_student_frames(sp):

@@ -5,7 +5,7 @@ One child process is shared by the module (starting one imports torch).
 import pytest
 import torch
 
-from autograder.student_process import StudentError, StudentProcess
+from autograder.isolation.student_process import StudentError, StudentProcess
 
 SOURCE = '''\
 import os
@@ -240,17 +240,18 @@ def test_time_with_substitute(sp):
 def _import_child():
     import sys
     from pathlib import Path
-    autograder = Path(__file__).resolve().parents[2] / "autograder"
-    sys.path.insert(0, str(autograder))
+    isolation = Path(__file__).resolve().parents[2] / "autograder" / "isolation"
+    sys.path.insert(0, str(isolation))
     try:
         import child  # run as a script next to channel.py, so imported the same way
+        import child_server
     finally:
-        sys.path.remove(str(autograder))
-    return child
+        sys.path.remove(str(isolation))
+    return child, child_server
 
 
 def test_the_child_sends_the_documented_messages():
-    child = _import_child()
+    child, child_server = _import_child()
     module, errors = child.load_submission(
         "def helper(x, scale=1.0):\n    return x\n"
         "def loss(x, k):\n    return helper(x, k, scale=2.0).sum()\n", 1.0)
@@ -263,7 +264,7 @@ def test_the_child_sends_the_documented_messages():
             return {"ok": True, "value": message["args"][0] * 5}
         return {"ok": True, "value": [message["grad_output"] * 5, None]}
 
-    server = child.Server(module, exchange)
+    server = child_server.Server(module, exchange)
     x = torch.tensor([1.0, 2.0])
     reply = server.handle({"op": "call", "name": "loss", "args": [x, 3], "kwargs": {},
                            "options": {"grad_of": [0], "substitute": ["helper"]}})
@@ -282,7 +283,7 @@ def test_the_child_sends_the_documented_messages():
     def failing(message):
         return {"ok": False, "message": "ValueError: no"}
 
-    reply = child.Server(module, failing).handle(
+    reply = child_server.Server(module, failing).handle(
         {"op": "call", "name": "loss", "args": [x, 3], "kwargs": {},
          "options": {"substitute": ["helper"]}})
     assert reply["kind"] == "exception" and reply["type"] == "RuntimeError"
@@ -297,9 +298,9 @@ def test_the_child_sends_the_documented_messages():
     (["not a name"], "list of distinct identifiers"),
 ])
 def test_the_child_refuses_bad_substitute_options(names, message):
-    child = _import_child()
+    child, child_server = _import_child()
     module, _ = child.load_submission("def f():\n    return 1\n", 1.0)
-    server = child.Server(module, None if message == "needs a channel" else (lambda m: None))
+    server = child_server.Server(module, None if message == "needs a channel" else (lambda m: None))
     reply = server.handle({"op": "call", "name": "f", "args": [], "kwargs": {},
                            "options": {"substitute": names}})
     assert reply["kind"] == "request" and message in reply["message"]

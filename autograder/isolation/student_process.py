@@ -1,25 +1,17 @@
 """Grader side: run a student's source in a child process and call into it.
 
-:class:`StudentProcess` copies ``child.py`` and ``channel.py`` next to the
-student's source in a fresh private directory, starts ``child.py`` there and
-talks to it over two pipes with :mod:`autograder.channel` frames (data only,
-no pickle), so nothing the child sends can run code in the grader. Every read
-has a timeout; a call that times out, crashes the child or breaks the
-protocol kills the child's process group and fails with :class:`StudentError`,
-and the next call starts a fresh child.
+:class:`StudentProcess` copies the child's files (`launch.CHILD_FILES`) next
+to the student's source in a fresh private directory, starts ``child.py``
+there with a launcher (`launch`, `sandbox`) and talks to it over two pipes
+with :mod:`autograder.isolation.channel` frames (data only, no pickle), so
+nothing the child sends can run code in the grader. Every read has a
+timeout; a call that times out, crashes the child or breaks the protocol
+kills the child's process group and fails with :class:`StudentError`, and
+the next call starts a fresh child.
 
-How the child is started is the launcher's business (:data:`Launcher`): it
-gets a :class:`LaunchRequest` and returns a :class:`Launch` (argv,
-environment, working directory, fds to keep, a ``preexec_fn``).
-:func:`default_launcher` runs the interpreter directly with resource limits;
-a sandboxing launcher (other user, bubblewrap, namespaces) only has to wrap
-the argv. Whatever the launcher returns, the child gets ``stdin`` from
-``/dev/null``, ``stdout``/``stderr`` to its log file, only the fds in
-``pass_fds`` and a new session (so its whole process group can be killed).
-
-Arguments that are not plain data are described with :func:`mlp_spec` and
-:func:`generator_spec` and built in the child; modules come back as their
-``state_dict`` (see ``child.py`` for the request and reply formats).
+Arguments that are not plain data are described with `specs` and built in
+the child; modules come back as their ``state_dict`` (see ``child_server.py``
+for the request and reply formats).
 
 Names the tested function calls (other graded functions) can be replaced,
 for one call, by trusted grader-side callables (``substitute=``): the child
@@ -32,7 +24,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -44,34 +35,21 @@ from typing import Any, Callable, Iterable, Mapping, NoReturn
 
 import torch
 
-from autograder import channel
+from . import channel
+from .callbacks import CallbackViolation, answer_callback, check_substitute
+from .launch import (
+    CHILD_FILES,
+    HERE,
+    LOG_FILE,
+    SOURCE_FILE,
+    Child,
+    Launcher,
+    LaunchRequest,
+    child_env,
+    default_launcher,
+    describe_exit,
+)
 
-try:
-    import resource
-except ImportError:  # not on POSIX: no limits
-    resource = None
-
-HERE = Path(__file__).resolve().parent
-CHILD_FILES = ("child.py", "channel.py")
-# These names must match child.py, which cannot import this module.
-SOURCE_FILE = "submission.txt"
-LOG_FILE = "output.log"
-ENV_THREADS = "AUTOGRADER_THREADS"
-ENV_STATEMENT_TIMEOUT = "AUTOGRADER_STATEMENT_TIMEOUT"
-ENV_LOG_BYTES = "AUTOGRADER_LOG_BYTES"
-
-LOG_BYTES = 1 << 20
-"""Cap of the child's output log (the child keeps the newest half when it is full)."""
-TAIL_BYTES = 8192
-"""Most output bytes a :class:`CallResult` or :meth:`StudentProcess.stdout_tail` returns."""
-CALLBACK_MAX_ELEMENTS = 1 << 20
-CALLBACK_MAX_SIDE = 4096
-"""Largest callback arguments the grader computes its reference on (so that a child cannot
-make it allocate, e.g., a 100000 x 100000 similarity matrix)."""
-CPU_SECONDS = 3600
-"""RLIMIT_CPU of a child under :func:`default_launcher` (its whole life, all threads)."""
-FILE_BYTES = 64 << 20
-"""RLIMIT_FSIZE of a child under :func:`default_launcher` (largest file it may write)."""
 
 class StudentError(Exception):
     """A call into the student's code failed.
@@ -122,222 +100,6 @@ class CallResult:
     args_after: dict | None
     stdout_tail: str
     seconds: float
-
-
-# --------------------------------------------------------------------------- launching
-
-
-@dataclass(frozen=True)
-class LaunchRequest:
-    """What a launcher needs to know to start the child.
-
-    ``child_script`` is ``workdir/child.py``; the child must run with
-    ``workdir`` as its working directory and ``read_fd``/``write_fd`` (its
-    ends of the two pipes) open, as ``python child.py READ_FD WRITE_FD``.
-    ``env`` is the minimal environment the child should get.
-    """
-
-    python: str
-    child_script: str
-    workdir: str
-    read_fd: int
-    write_fd: int
-    env: Mapping[str, str]
-
-
-@dataclass(frozen=True)
-class Launch:
-    """How to start the child: what :class:`subprocess.Popen` gets."""
-
-    argv: list[str]
-    env: Mapping[str, str]
-    cwd: str
-    pass_fds: tuple[int, ...]
-    preexec_fn: Callable[[], None] | None = None
-
-
-Launcher = Callable[[LaunchRequest], Launch]
-
-
-def default_launcher(request: LaunchRequest) -> Launch:
-    """Run ``python -E -s -B child.py READ_FD WRITE_FD`` directly.
-
-    ``-E -s``: no ``PYTHON*`` variables, no user site-packages; ``-B``: no
-    ``.pyc`` files. Where :mod:`resource` exists the child gets at most
-    :data:`CPU_SECONDS` of CPU time, files of at most :data:`FILE_BYTES`, no
-    core dumps.
-    """
-    argv = [request.python, "-E", "-s", "-B", request.child_script,
-            str(request.read_fd), str(request.write_fd)]
-    return Launch(argv=argv, env=dict(request.env), cwd=request.workdir,
-                  pass_fds=(request.read_fd, request.write_fd),
-                  preexec_fn=_apply_limits if resource is not None else None)
-
-
-def lower_limits(limits: Iterable[tuple[int, int]]) -> None:
-    """Set each ``(RLIMIT_*, value)`` as soft and hard limit, never above the current hard limit."""
-    for which, value in limits:
-        hard = resource.getrlimit(which)[1]
-        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-        resource.setrlimit(which, (value, value))
-
-
-def _apply_limits() -> None:
-    """Lower RLIMIT_CPU, RLIMIT_FSIZE and RLIMIT_CORE; runs in the child."""
-    lower_limits(((resource.RLIMIT_CPU, CPU_SECONDS), (resource.RLIMIT_FSIZE, FILE_BYTES),
-                  (resource.RLIMIT_CORE, 0)))
-
-
-def child_env(workdir: str, threads: int, statement_timeout: float,
-              extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The stripped environment of a child, plus ``extra`` (which wins)."""
-    env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "LANG": "C.UTF-8",
-        "HOME": workdir,
-        "TMPDIR": workdir,
-        "OMP_NUM_THREADS": str(threads),
-        "MKL_NUM_THREADS": str(threads),
-        "OPENBLAS_NUM_THREADS": str(threads),
-        ENV_THREADS: str(threads),
-        ENV_STATEMENT_TIMEOUT: repr(float(statement_timeout)),
-        ENV_LOG_BYTES: str(LOG_BYTES),
-    }
-    env.update(extra or {})
-    return env
-
-
-# --------------------------------------------------------------------------- specs
-
-
-def mlp_spec(sizes: Iterable[int], state_dict: Mapping[str, Any] | None = None, *,
-             seed: int | None = None, bias: bool = True) -> dict:
-    """An argument the child builds into ``nn.Sequential(Linear, ReLU, ..., Linear)``.
-
-    ``sizes`` = ``[d0, ..., dn]`` gives ``Linear(d0, d1)``, ..., ``Linear(dn-1, dn)``
-    with ``ReLU`` between them. ``state_dict`` (tensors, e.g. ``model.state_dict()``
-    of the same architecture) replaces the default initialisation, which
-    ``seed`` makes reproducible.
-    """
-    spec: dict = {"__build__": "mlp", "sizes": list(sizes), "bias": bias}
-    if seed is not None:
-        spec["seed"] = seed
-    if state_dict is not None:
-        spec["state_dict"] = dict(state_dict)
-    return spec
-
-
-def generator_spec(seed: int) -> dict:
-    """An argument the child builds into ``torch.Generator().manual_seed(seed)``."""
-    return {"__build__": "generator", "seed": seed}
-
-
-# --------------------------------------------------------------------------- the child
-
-
-class _Child:
-    """One running child: the process, the parent's pipe ends and its directory."""
-
-    def __init__(self, proc: subprocess.Popen, request_fd: int, reply_fd: int,
-                 log_fd: int, workdir: Path):
-        self.proc = proc
-        self.request_fd = request_fd
-        self.reply_fd = reply_fd
-        self.log_fd = log_fd  # the parent's own handle: immune to the child renaming files
-        self.workdir = workdir
-        self.closed = False
-
-    def log_size(self) -> int:
-        return os.fstat(self.log_fd).st_size
-
-    def log_text(self, since: int = 0) -> str:
-        """The last :data:`TAIL_BYTES` written after offset ``since`` (all of the
-        newest output if the log was cut down in between)."""
-        size = self.log_size()
-        start = max(since if size >= since else 0, size - TAIL_BYTES)
-        return os.pread(self.log_fd, size - start, start).decode("utf-8", "replace")
-
-    def close(self, grace: float = 0.0) -> tuple[int | None, str]:
-        """Kill the process group, clean up; ``(returncode, log tail)``.
-
-        Waits up to ``grace`` seconds for the child to exit by itself first,
-        so that the return code says how it died. Idempotent.
-        """
-        if self.closed:
-            return self.proc.returncode, ""
-        self.closed = True
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and not _has_exited(self.proc.pid):
-            time.sleep(0.01)
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # the zombie keeps the pid reserved
-        except (ProcessLookupError, PermissionError):
-            pass
-        returncode = self.proc.wait()
-        tail = self.log_text()
-        for fd in (self.request_fd, self.reply_fd, self.log_fd):
-            os.close(fd)
-        shutil.rmtree(self.workdir, ignore_errors=True)
-        return returncode, tail
-
-
-def _has_exited(pid: int) -> bool:
-    """True once ``pid`` has exited, without reaping it."""
-    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None
-
-
-def _describe_exit(returncode: int | None) -> str:
-    if returncode is None:
-        return "it is still running"
-    if returncode < 0:
-        try:
-            return f"killed by signal {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exited with status {returncode}"
-
-
-# --------------------------------------------------------------------------- callbacks
-
-
-def _check_substitute(substitute: Mapping[str, Callable] | None) -> dict[str, Callable]:
-    """``substitute`` as a dict, checked: identifiers (not dunder) to callables."""
-    if substitute is None:
-        return {}
-    if not isinstance(substitute, Mapping):
-        raise TypeError(f"substitute must be a mapping of names to callables, got "
-                        f"{type(substitute).__name__}")
-    callbacks = dict(substitute)
-    for key, fn in callbacks.items():
-        if type(key) is not str or not key.isidentifier() or key.startswith("__"):
-            raise ValueError(f"substitute: {key!r} is not a name that can be substituted")
-        if not callable(fn):
-            raise TypeError(f"substitute: the value for {key!r} is not callable")
-    return callbacks
-
-
-def _callback_grads(fn: Callable, args: list, kwargs: dict, grad_output: torch.Tensor
-                    ) -> list:
-    """Gradients for ``grad_output`` of ``fn(*args, **kwargs)`` (a tensor) with respect
-    to each floating tensor of ``args``; ``None`` for the other arguments and unused ones."""
-    inputs = [a.detach().requires_grad_(True)
-              if type(a) is torch.Tensor and a.is_floating_point() else a for a in args]
-    with torch.enable_grad():
-        out = fn(*inputs, **kwargs)
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(f"gradients need a tensor result, got a {type(out).__name__}")
-    if grad_output.shape != out.shape:
-        raise ValueError(f"grad_output has shape {tuple(grad_output.shape)}, the result "
-                         f"{tuple(out.shape)}")
-    leaves = [a for a in inputs if type(a) is torch.Tensor and a.requires_grad]
-    if leaves and out.requires_grad:
-        grad_output = grad_output.to(device=out.device, dtype=out.dtype)
-        grads = list(torch.autograd.grad(out, leaves, grad_output, allow_unused=True))
-    else:
-        grads = [None] * len(leaves)
-    found = iter(grads)
-    return [next(found) if type(a) is torch.Tensor and a.requires_grad else None
-            for a in inputs]
 
 
 # --------------------------------------------------------------------------- the process
@@ -392,7 +154,7 @@ class StudentProcess:
         self._env = dict(env or {})
         self._launcher = launcher or default_launcher
         self.packages = [Path(p) for p in packages]
-        self._child: _Child | None = None
+        self._child: Child | None = None
         self._finalizer: weakref.finalize | None = None
         self._last_tail = ""
         self.load_errors: list[StudentError] = []
@@ -440,7 +202,7 @@ class StudentProcess:
             grace = 0.0
         self._stop(grace)
 
-    def _spawn(self) -> _Child:
+    def _spawn(self) -> Child:
         workdir = Path(tempfile.mkdtemp(prefix="student-", dir=self._workdir))
         fds: list[int] = []
         try:
@@ -471,7 +233,7 @@ class StudentProcess:
             raise
         os.close(request_r)
         os.close(reply_w)
-        return _Child(proc, request_w, reply_r, log_fd, workdir)
+        return Child(proc, request_w, reply_r, log_fd, workdir)
 
     def _stop(self, grace: float) -> tuple[int | None, str]:
         child, self._child = self._child, None
@@ -484,7 +246,7 @@ class StudentProcess:
         """Kill the child and raise :class:`StudentError`; the next call restarts it."""
         returncode, tail = self._stop(grace)
         if kind == "crash":
-            message = f"{message} ({_describe_exit(returncode)})"
+            message = f"{message} ({describe_exit(returncode)})"
         raise StudentError(kind, message, stdout_tail=tail)
 
     def _fail_io(self, error: channel.ChannelError, what: str, timeout: float) -> NoReturn:
@@ -535,7 +297,10 @@ class StudentProcess:
                                      timeout=max(0.0, deadline - time.monotonic()))
                 if type(reply) is not dict or "callback" not in reply:
                     break
-                answer = self._answer_callback(reply, callbacks or {}, what)
+                try:
+                    answer = answer_callback(reply, callbacks or {}, what)
+                except CallbackViolation as e:
+                    self._fail("protocol", str(e))
                 if time.monotonic() >= deadline:
                     raise channel.ChannelTimeout("the deadline passed during callbacks")
                 try:
@@ -553,52 +318,6 @@ class StudentProcess:
         if not reply["ok"]:
             self._raise_failure(reply, what, tail)
         return reply, tail
-
-    def _answer_callback(self, message: dict, callbacks: Mapping[str, Callable],
-                         what: str) -> dict:
-        """The answer to one callback message of the child (see ``child.py``).
-
-        The message must be exactly ``{"callback": name, "phase": "forward",
-        "args": list, "kwargs": dict}`` or the same with ``"phase":
-        "backward"`` and a ``"grad_output"`` tensor, for a ``name`` in
-        ``callbacks``; anything else kills the child (``"protocol"``).
-        Forward: ``{"ok": True, "value": fn(*args, **kwargs)}`` computed under
-        ``no_grad``. Backward: ``fn`` is recomputed with the floating tensors
-        of ``args`` requiring grad, and the value is the list of their
-        gradients for ``grad_output`` (``None`` for other arguments and
-        unused ones). If ``fn`` raises, the answer is ``{"ok": False,
-        "message": "Type: message"}``.
-        """
-        phase, name = message.get("phase"), message.get("callback")
-        keys = {"callback", "phase", "args", "kwargs"} | \
-            ({"grad_output"} if phase == "backward" else set())
-        if phase not in ("forward", "backward") or set(message) != keys \
-                or type(name) is not str or type(message["args"]) is not list \
-                or type(message["kwargs"]) is not dict \
-                or (phase == "backward" and type(message["grad_output"]) is not torch.Tensor):
-            self._fail("protocol", f"the student process sent a malformed callback during "
-                                   f"{what}")
-        fn = callbacks.get(name)
-        if fn is None:
-            self._fail("protocol", f"the student process asked for the grader's {name!r:.100} "
-                                   f"during {what}, which is not substituted there")
-        args, kwargs = message["args"], message["kwargs"]
-        tensors = [t for t in [*args, *kwargs.values()] if type(t) is torch.Tensor]
-        if sum(t.numel() for t in tensors) > CALLBACK_MAX_ELEMENTS or \
-                any(n > CALLBACK_MAX_SIDE for t in tensors for n in t.shape):
-            return {"ok": False, "message": f"arguments too large for the grader's {name} (at most "
-                                            f"{CALLBACK_MAX_ELEMENTS} elements and {CALLBACK_MAX_SIDE} per side)"}
-        try:
-            if phase == "forward":
-                with torch.no_grad():
-                    value = fn(*args, **kwargs)
-            else:
-                value = _callback_grads(fn, args, kwargs, message["grad_output"])
-        except Exception as e:
-            text = f"{type(e).__name__}: {e}"
-            return {"ok": False, "message": text if len(text) <= 2000 else text[:2000] + "..."}
-        return {"ok": True, "value": channel.plain(value)}
-
     def _raise_failure(self, reply: dict, what: str, tail: str) -> NoReturn:
         kind = reply.get("kind")
         fields = [reply.get(k) for k in ("type", "message", "traceback")]
@@ -652,7 +371,7 @@ class StudentProcess:
         request the child rejects (e.g. ``grad_of`` naming a non-tensor), and
         :class:`channel.EncodeError` for arguments that cannot be sent.
         """
-        callbacks = _check_substitute(substitute)
+        callbacks = check_substitute(substitute)
         options: dict[str, Any] = {}
         if callbacks:
             options["substitute"] = list(callbacks)
@@ -711,7 +430,7 @@ class StudentProcess:
         """
         if type(repeats) is not int or repeats < 1 or type(warmup) is not int or warmup < 0:
             raise ValueError("repeats must be an int >= 1 and warmup an int >= 0")
-        callbacks = _check_substitute(substitute)
+        callbacks = check_substitute(substitute)
         options: dict[str, Any] = {"repeat": repeats, "warmup": warmup}
         if callbacks:
             options["substitute"] = list(callbacks)

@@ -5,7 +5,7 @@ with the reference solution (from solutions/) or with code given for that
 function, so that demos and tests grade realistic notebooks. The bundled
 examples (`EXAMPLES`) are what ``make demo`` grades:
 
-    python -m autograder.examples DIR     # writes DIR/<example>/03_simclr.ipynb
+    python -m autograder.frontends.examples DIR     # writes DIR/<example>/03_simclr.ipynb
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from typing import Mapping
 
 import nbformat
 
-REPO = Path(__file__).resolve().parents[1]
+from ..grading.reference import REPO
+
 _MARKER = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$")
 
 # Two classic mistakes: the loss averaged over N anchors instead of 2N, and

@@ -6,7 +6,7 @@ Three levels, the strongest the machine allows (`choose_launcher`):
     ``bwrap`` builds a new mount, PID, network, IPC and UTS namespace. The
     child sees a read-only view of the system's programs and libraries, the
     Python installation, and its own working directory (the student's code,
-    ``child.py``, ``channel.py`` and a copy of ``course_utils``): not the
+    the child's files and a copy of ``course_utils``): not the
     grader, the hidden suites, the reference solutions, the submission
     folder or the results. It has no network and cannot see or signal the
     grader's processes. When the grader runs as root, the child then drops to
@@ -21,12 +21,20 @@ Three levels, the strongest the machine allows (`choose_launcher`):
     Neither root nor bubblewrap (a student's or TA's laptop, macOS): a child
     process of the same user with resource limits only. The results say so.
 
+``auto`` takes the strongest that works and, as root, refuses to fall back to
+``plain`` (the error says what to install or which flag to pass); ``trusted``
+does fall back, for code the kit trusts (its bundled examples, its own
+tests), and the result's ``reason`` says why the level was taken. The front
+ends use `default_level` (``$AUTOGRADER_ISOLATION``, else ``auto``) unless
+told otherwise.
+
 Every level sets resource limits (`Limits`): CPU seconds, data segment
 (memory), file size, processes, open files, no core dumps; the call timeout
 and the output cap are enforced by `StudentProcess` and the child.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import pwd
@@ -34,12 +42,11 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .student_process import Launch, Launcher, LaunchRequest, default_launcher, lower_limits
+from .launch import Launch, Launcher, LaunchRequest, default_launcher, lower_limits
 
 SANDBOX_USER = "ssl-student"
 """The account student code runs as when the grader is root (created by Gradescope's setup.sh)."""
@@ -72,6 +79,7 @@ class Isolation:
     level: str
     launcher: Launcher
     description: str
+    reason: str = ""  # why this level: what the stronger ones lacked here, or that it was asked for
 
 
 def sandbox_ids() -> tuple[int, int]:
@@ -179,60 +187,135 @@ def plain_launcher(limits: Limits = Limits()) -> Launcher:
     return launch
 
 
+LEVELS = ("auto", "trusted", "bubblewrap", "unprivileged", "plain")
+"""The levels `choose_launcher` takes: ``auto`` (the strongest that works; as root, never ``plain``),
+``trusted`` (the same, but falls back to ``plain`` even as root: only for code you trust, such as the
+kit's own examples and tests), or one level by name."""
+ENV_LEVEL = "AUTOGRADER_ISOLATION"
+"""Environment variable that sets the level the front ends use when none is given (default ``auto``)."""
+
+
+def default_level() -> str:
+    """The level from `ENV_LEVEL`, else ``"auto"``."""
+    return os.environ.get(ENV_LEVEL) or "auto"
+
+
+def _last_line(text: bytes | str) -> str:
+    lines = (text.decode("utf-8", "replace") if isinstance(text, bytes) else text).strip().splitlines()
+    return lines[-1].strip()[:200] if lines else ""
+
+
 @functools.lru_cache(maxsize=None)
-def bubblewrap_works() -> bool:
-    """True if ``bwrap`` is installed and can build a sandbox here (containers may forbid it)."""
+def bubblewrap_problem() -> str | None:
+    """Why bubblewrap cannot sandbox a child here, or ``None`` when it can (containers may forbid it)."""
     if shutil.which("bwrap") is None:
-        return False
+        return "bubblewrap is not installed"
     argv = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-net"]
     argv += _system_binds()
     try:
-        return subprocess.run(argv + ["--proc", "/proc", "--dev", "/dev", "true"], capture_output=True,
-                              timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+        proc = subprocess.run(argv + ["--proc", "/proc", "--dev", "/dev", "true"], capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"bubblewrap could not be started ({type(e).__name__}: {e})"
+    if proc.returncode != 0:
+        said = _last_line(proc.stderr) or f"exit status {proc.returncode}"
+        return f"bubblewrap is installed but cannot create namespaces here ({said})"
+    return None
+
+
+def bubblewrap_works() -> bool:
+    """True if ``bwrap`` is installed and can build a sandbox here."""
+    return bubblewrap_problem() is None
 
 
 @functools.lru_cache(maxsize=None)
+def unprivileged_problem() -> str | None:
+    """Why the child cannot run as the sandbox user here, or ``None`` when it can."""
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0):
+        return "running code as another user needs root"
+    user = pwd.getpwuid(sandbox_ids()[0]).pw_name
+    try:
+        proc = subprocess.run([sys.executable, "-E", "-s", "-c", "import torch"], capture_output=True, timeout=60,
+                              cwd="/", preexec_fn=_drop_privileges(*sandbox_ids(), Limits()))
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"the sandbox user {user} cannot run this Python ({type(e).__name__}: its folders are closed to it)"
+    if proc.returncode != 0:
+        return (f"the sandbox user {user} cannot run this Python and import torch (its folders are closed to "
+                f"other users: {_last_line(proc.stderr) or f'exit status {proc.returncode}'})")
+    return None
+
+
 def unprivileged_works() -> bool:
     """True if we are root and the sandbox user can run this Python (its folders may be closed to it)."""
-    if not (hasattr(os, "geteuid") and os.geteuid() == 0):
-        return False
-    try:
-        return subprocess.run([sys.executable, "-E", "-s", "-c", "import torch"], capture_output=True, timeout=60,
-                              cwd="/", preexec_fn=_drop_privileges(*sandbox_ids(), Limits())).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+    return unprivileged_problem() is None
 
 
-def choose_launcher(level: str = "auto", limits: Limits = Limits()) -> Isolation:
-    """The strongest isolation available (``level="auto"``), or the one asked for.
+def _no_sandbox_help(root: bool) -> str:
+    """What to install, or which flag to pass, when no sandbox works here."""
+    steps = []
+    problem = bubblewrap_problem() or ""
+    if "not installed" in problem:
+        steps.append("install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap)")
+    elif problem:
+        steps.append("allow bubblewrap to create namespaces here (a container may need e.g. "
+                     "--security-opt seccomp=unconfined, or to run privileged)")
+    if root:
+        steps.append(f"or let the sandbox user run this Python (create the user {SANDBOX_USER} and install "
+                     "Python, torch and the kit where other users can read them)")
+    steps.append("or, for code you trust such as the kit's own examples, pass --isolation trusted "
+                 "(or --isolation plain)")
+    return "; ".join(steps)
 
-    Raises ``RuntimeError`` when the level asked for cannot be had here.
+
+def _weaker_because(root: bool) -> str:
+    reasons = [bubblewrap_problem() or "bubblewrap cannot be used"]
+    if root:
+        reasons.append(unprivileged_problem() or "the sandbox user cannot run this Python")
+    return ", and ".join(reasons)
+
+
+def choose_launcher(level: str | None = None, limits: Limits = Limits()) -> Isolation:
+    """The strongest isolation available (``level="auto"`` or ``"trusted"``), or the one asked for.
+
+    ``None`` takes `default_level`. The result's ``reason`` says why that
+    level (what stronger levels lacked). Raises ``RuntimeError``, saying what
+    to install or which flag to pass, when the level asked for cannot be had
+    here, and for ``auto`` as root when no sandbox works (student code is
+    never run as root in a plain process unless asked for).
     """
+    level = default_level() if level is None else level
+    if level not in LEVELS:
+        raise ValueError(f"isolation level must be one of {', '.join(LEVELS)}, got {level!r}")
     root = hasattr(os, "geteuid") and os.geteuid() == 0
-    if level == "auto":
+    reason = f"asked for {level}"
+    if level in ("auto", "trusted"):
+        asked = level
         level = "bubblewrap" if bubblewrap_works() else "unprivileged" if unprivileged_works() else "plain"
-        if level == "plain" and root:
-            raise RuntimeError("refusing to run student code as root without a sandbox: install bubblewrap, or "
-                               "let the sandbox user run this Python (or ask for --isolation plain explicitly)")
+        if level == "bubblewrap":
+            reason = "the strongest level, and it works here"
+        elif level == "unprivileged":
+            reason = f"{_weaker_because(False)}; as root, the child runs as the sandbox user"
+        else:
+            reason = f"{_weaker_because(root)}"
+            if root and asked == "auto":
+                raise RuntimeError(f"refusing to run student code as root without a sandbox: {reason}. To fix it: "
+                                   f"{_no_sandbox_help(root)}")
+            if root:
+                reason += "; the code is trusted, so a plain child process runs it as root"
     user = pwd.getpwuid(sandbox_ids()[0]).pw_name if root else "the grader's own user"
     if level == "bubblewrap":
         if not bubblewrap_works():
-            raise RuntimeError("bubblewrap is not installed or cannot create namespaces here")
+            raise RuntimeError(f"{bubblewrap_problem()}. To fix it: {_no_sandbox_help(root)}")
         return Isolation(level, bubblewrap_launcher(limits),
                          f"bubblewrap sandbox: private file system view, no network, own process tree, "
-                         f"runs as {user}; resource limits")
+                         f"runs as {user}; resource limits", reason)
     if level == "unprivileged":
         if not unprivileged_works():
-            raise RuntimeError("running student code as another user needs root, and that user must be able "
-                               "to run this Python and import torch")
+            raise RuntimeError(f"{unprivileged_problem()}: running student code as another user needs root, and "
+                               "that user must be able to run this Python and import torch")
         return Isolation(level, unprivileged_launcher(limits),
                          f"child process as {user} with resource limits (bubblewrap unavailable: "
-                         "file access decided by permissions; network not isolated)")
-    if level == "plain":
-        return Isolation(level, plain_launcher(limits),
-                         "plain child process of the grader's user with resource limits only (no bubblewrap): "
-                         "student code could read and write what the grader can, use the network, and leave "
-                         "processes behind")
-    raise ValueError(f"isolation level must be auto, bubblewrap, unprivileged or plain, got {level!r}")
+                         "file access decided by permissions; network not isolated)", reason)
+    return Isolation(level, plain_launcher(limits),
+                     "plain child process of the grader's user with resource limits only (no bubblewrap): "
+                     "student code could read and write what the grader can, use the network, and leave "
+                     "processes behind", reason)

@@ -11,12 +11,12 @@ import traceback
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from .points import POINTS
+from ..grading.points import POINTS
 
 
 def _grade_one(path: str) -> dict:
+    from ..grading.grade import grade_submission
     from .gradescope import to_results_json
-    from .grade import grade_submission
 
     try:
         result = grade_submission(path)

@@ -1,7 +1,7 @@
 """Results for a person: a per-function table for the terminal."""
 from __future__ import annotations
 
-from .results import GradingResult
+from ..grading.results import GradingResult
 
 
 def render_table(result: GradingResult, *, title: str = "") -> str:

@@ -82,7 +82,7 @@ DTYPES: dict[str, torch.dtype] = {
 _DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
 if sys.byteorder != "little":  # tensor bytes are sent in host order
-    raise ImportError("autograder.channel needs a little-endian machine")
+    raise ImportError("autograder.isolation.channel needs a little-endian machine")
 
 FileLike = Union[int, Any]  # an fd, or an object with fileno()
 

@@ -1,6 +1,7 @@
 """Command line of the autograder: parses arguments and calls one function each.
 
     python -m autograder grade SUBMISSION [--out FILE]     results.json (stdout without --out), table on stderr
+    python -m autograder demo [DIR]                         write the bundled example submissions and grade them
     python -m autograder gradebook FOLDER --csv FILE       grade every submission in FOLDER into a CSV
     python -m autograder gradescope-zip [--out FILE]       build the Gradescope autograder zip
     python -m autograder gradescope-run [--root DIR]       what run_autograder calls inside Gradescope
@@ -12,10 +13,12 @@ import json
 import sys
 from pathlib import Path
 
+from ..isolation.sandbox import LEVELS
+
 
 def _grade(args) -> int:
+    from ..grading.grade import grade_submission
     from .gradescope import to_results_json, write_json_atomically
-    from .grade import grade_submission
     from .report import render_table
 
     try:
@@ -31,6 +34,25 @@ def _grade(args) -> int:
         print()
     if not args.quiet:
         print(render_table(result, title=str(args.submission)), file=sys.stderr)
+    return 0
+
+
+def _demo(args) -> int:
+    from ..grading.grade import grade_submission
+    from ..isolation.sandbox import choose_launcher
+    from .examples import write_examples
+    from .gradescope import to_results_json, write_json_atomically
+    from .report import render_table
+
+    # The examples are the kit's own code: grade them with the strongest level that works, whatever it is.
+    isolation = choose_launcher("trusted")
+    print(f"grading the kit's example submissions (trusted code) with isolation level {isolation.level}: "
+          f"{isolation.reason}", flush=True)
+    for folder in write_examples(Path(args.out)):
+        result = grade_submission(folder, call_timeout=args.timeout, isolation=isolation)
+        write_json_atomically(to_results_json(result), folder / "results.json")
+        print("\n" + render_table(result, title=f"example submission '{folder.name}' ({folder}/results.json)"),
+              flush=True)
     return 0
 
 
@@ -66,9 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--out", help="write results.json here instead of standard output")
     g.add_argument("--timeout", type=float, default=20.0, help="seconds one call of a student function may take")
     g.add_argument("--quiet", action="store_true", help="no table on standard error")
-    g.add_argument("--isolation", default="auto", choices=["auto", "bubblewrap", "unprivileged", "plain"],
-                   help="how to confine student code (default: the strongest available)")
+    g.add_argument("--isolation", default=None, choices=LEVELS,
+                   help="how to confine student code (default: $AUTOGRADER_ISOLATION, else auto: the strongest "
+                        "available, and never a plain process as root; trusted: the same, but falls back to a "
+                        "plain process even as root, for code you trust)")
     g.set_defaults(run=_grade)
+    d = sub.add_parser("demo", help="write the kit's example submissions to DIR and grade them (trusted code)")
+    d.add_argument("out", nargs="?", default="build/examples", help="where to write them (default build/examples)")
+    d.add_argument("--timeout", type=float, default=20.0, help="seconds one call of a student function may take")
+    d.set_defaults(run=_demo)
     b = sub.add_parser("gradebook", help="grade every submission (subfolder or .zip) of a folder into a CSV")
     b.add_argument("folder")
     b.add_argument("--csv", required=True, help="the gradebook to write")

@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .results import GradingResult
+from ..grading.results import GradingResult
 
 
 def to_results_json(result: GradingResult) -> dict:
@@ -67,7 +67,7 @@ def run(root: Path) -> dict:
     Anything already at the results path is removed first, so that a stale
     or planted file never stands as the result.
     """
-    from .grade import grade_submission
+    from ..grading.grade import grade_submission
 
     results_path = root / "results" / "results.json"
     results_path.unlink(missing_ok=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .extract import extract_from_paths
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPO / "solutions" / "self_supervised"
 
 

@@ -6,7 +6,7 @@ The steps, in this order (each a function below):
 2. `extract_from_paths`: the graded definitions of each (imports, defs, classes,
    constants; nothing else runs);
 3. a `StudentProcess` per notebook runs them in a child process;
-4. `framework.run_checks` runs the notebook's hidden suite against the
+4. `runner.run_checks` runs the notebook's hidden suite against the
    reference, with the reference in place of the graded functions a function
    calls;
 5. a `GradingResult`: plain data for the adapters (Gradescope, table, CSV).
@@ -25,16 +25,18 @@ import zlib
 from pathlib import Path
 from typing import Callable
 
+from ..isolation.sandbox import Isolation, choose_launcher
+from ..isolation.student_process import StudentError, StudentProcess
+from .checks import checks_of
 from .extract import DEFAULT_MAX_BYTES, NotebookError, extract_from_paths
-from .framework import RemoteStudent, checks_of, run_checks
 from .points import NOTEBOOKS, POINTS, dependencies, graded_functions
-from .reference import load_reference
+from .reference import REPO, load_reference
 from .results import CheckResult, GradingResult
-from .sandbox import Isolation, choose_launcher
-from .student_process import StudentError, StudentProcess
+from .runner import run_checks
+from .students import RemoteStudent
 
 SUITES = {nb: f"autograder.suites.test_{nb}" for nb in POINTS}
-PACKAGES = [Path(__file__).resolve().parents[1] / "course_utils"]  # what the notebooks import, copied to the child
+PACKAGES = [REPO / "course_utils"]  # what the notebooks import, copied to the child
 MAX_ZIP_MEMBERS = 10_000
 
 
@@ -146,16 +148,17 @@ def grade_notebook(notebook: str, path: Path | str | None, *, isolation: Isolati
 
 
 def grade_submission(submission: str | os.PathLike, *, call_timeout: float = 20.0, threads: int = 1,
-                     isolation: str | Isolation = "auto",
+                     isolation: str | Isolation | None = None,
                      progress: Callable[[str], None] | None = None) -> GradingResult:
     """Grade every graded notebook of ``submission`` (a folder or a .zip).
 
-    ``isolation`` is a level of `sandbox.choose_launcher` (``"auto"``: the
+    ``isolation`` is a level of `sandbox.choose_launcher` (``None``: its
+    default, ``$AUTOGRADER_ISOLATION`` or ``"auto"``; ``"auto"``: the
     strongest available) or an `Isolation`; what it enforces is recorded in
     the result.
     """
     start = time.perf_counter()
-    if isinstance(isolation, str):
+    if not isinstance(isolation, Isolation):
         isolation = choose_launcher(isolation)
     result = GradingResult(isolation=isolation.description)
     with tempfile.TemporaryDirectory(prefix="submission-") as tmp:

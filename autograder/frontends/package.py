@@ -5,7 +5,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from ..grading.reference import REPO
 
 SETUP_SH = """#!/usr/bin/env bash
 # Gradescope runs this once, as root, on its Ubuntu 22.04 image (Python 3.10), to build the grader.

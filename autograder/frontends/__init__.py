@@ -1,0 +1,17 @@
+"""What people run: every way of grading, and the kit's demo.
+
+- ``cli``: ``python -m autograder ...`` (grade, demo, gradebook, the
+  Gradescope zip and run);
+- ``gradescope``: ``results.json`` in Gradescope's format, and the run inside
+  its container (``gradescope_schema.json`` is that format, for the tests);
+  ``package``: the autograder zip (``setup.sh``, ``run_autograder``);
+- ``nbgrader_hook``: what the notebooks' hidden-test cells call under
+  ``nbgrader autograde``;
+- ``gradebook``: a folder of submissions graded into one CSV;
+- ``report``: the per-function table for the terminal;
+- ``examples``: example submissions made from the release (the demo's and
+  the tests').
+
+May import: ``grading`` and, where a front end needs it, ``isolation``.
+Must never be imported by ``isolation``, ``grading`` or ``suites``.
+"""

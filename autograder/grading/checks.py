@@ -1,0 +1,156 @@
+"""What the hidden suites are written with: registering checks, and comparing what the student's code gave.
+
+A suite (``autograder/suites/test_<notebook>.py``) is a pytest module whose
+tests are registered with `graded`: each is one *check* of one graded
+function (see `points.POINTS`), takes ``student`` (a `students.Student`) and
+``ref`` (the reference module), and fails by raising `Failure` with a
+message for the student::
+
+    @graded("03_simclr", "sim", "values")
+    def test_sim_values(student, ref): ...
+
+`expect_tensor` compares a result with the reference's and names a known
+mistake (`Hint`) when one reproduces the wrong values; `expect_vectorized`
+times the student's function against the reference and a loop in one run.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import torch
+
+from .points import POINTS
+from .students import Student
+
+
+class Failure(AssertionError):
+    """A check failed; the message is what the student reads."""
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def graded(notebook: str, function: str, check: str):
+    """Register a test as check ``check`` of ``notebook``'s graded ``function``."""
+    if check not in POINTS.get(notebook, {}).get(function, {}):
+        raise KeyError(f"{notebook}.{function}.{check} has no points in autograder/points.py")
+
+    def mark(test):
+        test.__graded__ = (notebook, function, check)
+        return test
+
+    return mark
+
+
+def checks_of(suite: ModuleType) -> list[Callable]:
+    """The registered tests of a suite module, in source order."""
+    tests = [v for v in vars(suite).values() if callable(v) and hasattr(v, "__graded__")]
+    return sorted(tests, key=lambda t: t.__code__.co_firstlineno)
+
+# --------------------------------------------------------------------------- comparing
+
+
+def describe(value: Any) -> str:
+    """``float32 [4, 8]`` for a tensor, the type name otherwise."""
+    if type(value) is torch.Tensor:
+        return f"{str(value.dtype).replace('torch.', '')} {list(value.shape)}"
+    return type(value).__name__
+
+
+@dataclass
+class Hint:
+    """A known mistake: ``variant(*inputs)`` computes what it would give."""
+
+    message: str
+    variant: Callable[..., torch.Tensor]
+
+
+def expect_tensor(got: Any, want: torch.Tensor, *, call: str, rtol: float = 1e-5, atol: float = 1e-6,
+                  hints: Iterable[Hint] = (), inputs: Sequence[Any] = ()) -> None:
+    """Fail with a message in the student's terms unless ``got`` matches ``want``.
+
+    Escalates from type to shape to dtype to values, each saying what it got
+    and what it expected; when the values are wrong and a known mistake in
+    ``hints`` reproduces them, its message is added.
+    """
+    if type(got) is not torch.Tensor:
+        raise Failure(f"{call} returned {describe(got)}; expected a torch.Tensor of shape {list(want.shape)}")
+    if got.shape != want.shape:
+        raise Failure(f"{call} returned shape {list(got.shape)}; expected {list(want.shape)}")
+    if got.dtype != want.dtype:
+        raise Failure(f"{call} returned dtype {got.dtype}; expected {want.dtype} (the dtype of the inputs)")
+    if got.device != want.device:
+        raise Failure(f"{call} returned a tensor on {got.device}; expected {want.device} (the inputs' device)")
+    if torch.allclose(got.double(), want.double(), rtol=rtol, atol=atol, equal_nan=False):
+        return
+    message = f"{call} is wrong: {_difference(got, want)}"
+    for hint in hints:
+        try:
+            variant = hint.variant(*inputs).to(want.dtype)
+        except Exception:  # a hint that does not apply to these inputs
+            continue
+        if variant.shape == got.shape and torch.allclose(got.double(), variant.double(), rtol=1e-4, atol=1e-5):
+            message += f"\nHint: {hint.message}"
+            break
+    raise Failure(message)
+
+
+def _difference(got: torch.Tensor, want: torch.Tensor) -> str:
+    if got.numel() == 1:
+        ratio = got.double().item() / want.double().item() if want.item() != 0 else math.inf
+        return f"got {got.item():.6g}, expected {want.item():.6g} (ratio {ratio:.3g})"
+    g, w = got.detach().double(), want.detach().double()
+    if not torch.isfinite(g).all():
+        return f"it contains {int((~torch.isfinite(g)).sum())} non-finite values (nan or inf)"
+    err = (g - w).abs()
+    idx = tuple(int(i) for i in torch.unravel_index(err.argmax(), err.shape))
+    return (f"largest difference {err.max().item():.3g} at index {list(idx)}: "
+            f"got {g[idx].item():.6g}, expected {w[idx].item():.6g}")
+
+
+def expect_unchanged(before: Sequence[torch.Tensor], after: Mapping[Any, Any] | None, *, call: str) -> None:
+    """Fail if the function modified a tensor argument in place."""
+    for i, b in enumerate(before):
+        a = (after or {}).get(i)
+        if type(a) is torch.Tensor and not torch.equal(a, b):
+            raise Failure(f"{call} modified its argument {i} in place; compute new tensors instead "
+                          "(e.g. x = x / n, not x /= n)")
+
+
+def expect_vectorized(student: Student, name: str, args: Sequence[Any], *, reference: Callable,
+                      loop: Callable, closeness: float = 0.8, rounds: int = 3) -> str:
+    """Fail unless the student's ``name(*args)`` runs near the vectorized reference's speed.
+
+    ``loop`` is the same computation written with a Python loop over the
+    rows (one iteration per batch element, vectorized inside). The reference
+    and the loop are timed in this process and the student's function in its
+    own, all on one thread, interleaved over ``rounds`` (medians), so that load
+    on a shared machine hits all alike. On a log scale from the reference (0)
+    to the loop (1), the student's time must fall at or below ``closeness``:
+    whole-tensor code, even a wasteful one (broadcasting instead of a matrix
+    product), sits well below 0.8; a loop over the rows sits near 1. Returns
+    the figures (for the staff).
+    """
+    from course_utils.checks import time_function
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t_s, t_r, t_l = [], [], []
+        for _ in range(rounds):
+            t_r.append(time_function(lambda: reference(*args), repeats=5, warmup=1))
+            t_s.append(student.time(name, *args, repeats=5, warmup=1))
+            t_l.append(time_function(lambda: loop(*args), repeats=3, warmup=1))
+    finally:
+        torch.set_num_threads(threads)
+    ts, tr, tl = (sorted(t)[len(t) // 2] for t in (t_s, t_r, t_l))
+    limit = tr * (tl / tr) ** closeness if tl > tr else 2 * tr
+    figures = (f"yours {ts * 1e3:.3g} ms, reference {tr * 1e3:.3g} ms, a loop over the rows {tl * 1e3:.3g} ms, "
+               f"limit {limit * 1e3:.3g} ms")
+    if ts > limit:
+        raise Failure(f"{name} is too slow ({figures}): it should have no Python loop over the batch, "
+                      "positions or pairs; use whole-tensor operations")
+    return figures

@@ -1,0 +1,136 @@
+"""How a check calls the student's code, wherever it runs: in a child process or in this one.
+
+`RemoteStudent` wraps a `StudentProcess` (the local command and Gradescope:
+the student's code runs in a sandboxed child, only data crosses);
+`LocalStudent` calls the definitions of a namespace in this process (an
+nbgrader kernel's globals). Both take ``substitutes``: for each graded
+function, the reference versions of the graded functions it is meant to call
+(`points.DEPENDS`).
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+import traceback
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+import torch
+
+from ..isolation.student_process import CallResult, StudentError, StudentProcess
+
+
+class Student(Protocol):
+    """How a check calls the student's code, wherever it runs."""
+
+    def call(self, name: str, *args: Any, grad_of=None, grad_output=None, return_args: bool = False,
+             then_call: Sequence[Sequence[Any]] | None = None, seed: int | None = None,
+             **kwargs: Any) -> CallResult: ...
+
+    def time(self, name: str, *args: Any, repeats: int = 5, warmup: int = 1, **kwargs: Any) -> float: ...
+
+
+class RemoteStudent:
+    """The student's definitions in a `StudentProcess` (local command, Gradescope).
+
+    ``substitutes[f]`` maps the graded functions that ``f`` calls to the
+    reference versions, used by ``call`` (not by ``time``).
+    """
+
+    def __init__(self, process: StudentProcess, substitutes: Mapping[str, Mapping[str, Callable]] | None = None):
+        self.process = process
+        self.substitutes = dict(substitutes or {})
+        self.substitute_when_timing = False  # set by run_checks to re-time with the reference dependencies
+
+    def call(self, name, *args, **options) -> CallResult:
+        return self.process.call(name, *args, substitute=self.substitutes.get(name) or None, **options)
+
+    def time(self, name, *args, repeats=5, warmup=1, **kwargs) -> float:
+        substitute = self.substitutes.get(name) if self.substitute_when_timing else None
+        return self.process.time(name, *args, repeats=repeats, warmup=warmup, substitute=substitute or None, **kwargs)
+
+
+def _local_build(value: Any) -> Any:
+    """What the child's builders do, in this process (only PIL images are needed here)."""
+    if isinstance(value, dict) and value.get("__build__") == "pil_image":
+        from PIL import Image
+
+        return Image.fromarray(value["array"].numpy())
+    return value
+
+
+def _local_export(value: Any) -> Any:
+    """What the child sends back: torchvision's tensor subclasses become plain tensors."""
+    if isinstance(value, list):
+        return [_local_export(v) for v in value]
+    if isinstance(value, torch.Tensor) and type(value).__module__.startswith("torchvision.tv_tensors"):
+        return torch.Tensor.as_subclass(value, torch.Tensor)
+    return value
+
+
+class LocalStudent:
+    """The student's definitions in this process (an nbgrader kernel's globals).
+
+    nbgrader runs the student's notebook in one kernel, so there is no
+    isolation to keep; arguments are still cloned so that checks see what the
+    student's code did to them.
+    """
+
+    def __init__(self, namespace: Mapping[str, Any], substitutes: Mapping[str, Mapping[str, Callable]] | None = None):
+        self.namespace = namespace
+        self.substitutes = dict(substitutes or {})
+        self.substitute_when_timing = False
+
+    @contextlib.contextmanager
+    def _substituted(self, substitutes: Mapping[str, Callable]):
+        """Bind ``substitutes`` in the namespace for the block; then restore the names (or their absence)."""
+        saved = {n: self.namespace[n] for n in substitutes if n in self.namespace}
+        try:
+            self.namespace.update(substitutes)  # type: ignore[attr-defined]
+            yield
+        finally:
+            for n in substitutes:
+                self.namespace.pop(n, None)  # type: ignore[attr-defined]
+            self.namespace.update(saved)  # type: ignore[attr-defined]
+
+    def _function(self, name: str) -> Callable:
+        fn = self.namespace.get(name)
+        if not callable(fn):
+            raise StudentError("missing", f"{name} is not defined: run the cell that defines it")
+        return fn
+
+    def call(self, name, *args, grad_of=None, grad_output=None, return_args=False, then_call=None, seed=None,
+             **kwargs) -> CallResult:
+        fn = self._function(name)
+        copy = lambda a: a.detach().clone() if isinstance(a, torch.Tensor) else a  # noqa: E731
+        args, kwargs = [copy(a) for a in args], {k: copy(v) for k, v in kwargs.items()}
+        keys = [grad_of] if isinstance(grad_of, (int, str)) else list(grad_of or [])
+        inputs = [(args[k] if isinstance(k, int) else kwargs[k]).requires_grad_() for k in keys]
+        if seed is not None:
+            torch.manual_seed(seed)
+        start = time.perf_counter()
+        try:
+            with self._substituted(self.substitutes.get(name, {})):
+                value = fn(*args, **kwargs)
+                if then_call is not None:
+                    value = [value(*[_local_build(x) for x in a]) for a in then_call]
+                grads = None
+                if keys:
+                    target = value if grad_output is not None else value.sum()
+                    grads = dict(zip(keys, torch.autograd.grad(target, inputs, grad_outputs=grad_output,
+                                                               allow_unused=True)))
+        except StudentError:
+            raise
+        except Exception as e:  # the student's code raised
+            tb = "".join(traceback.format_exception(type(e), e, e.__traceback__)[-3:])
+            raise StudentError("exception", f"{type(e).__name__}: {e}", exc_type=type(e).__name__,
+                               student_traceback=tb) from e
+        value = _local_export(value.detach() if isinstance(value, torch.Tensor) else value)
+        after = {**dict(enumerate(args)), **kwargs} if return_args else None
+        return CallResult(value, grads, after, "", time.perf_counter() - start)
+
+    def time(self, name, *args, repeats=5, warmup=1, **kwargs) -> float:
+        from course_utils.checks import time_function
+
+        fn = self._function(name)
+        with self._substituted(self.substitutes.get(name, {}) if self.substitute_when_timing else {}):
+            return time_function(lambda: fn(*args, **kwargs), repeats=repeats, warmup=warmup)

@@ -1,0 +1,333 @@
+"""The child's side of the requests: what each asks for and how it is answered.
+
+Imported by ``child.py`` (run as a script next to this file), never as part
+of the ``autograder`` package.
+
+Requests, one reply each:
+
+``{"op": "ping"}``
+    -> ``{"ok": True, "value": "pong"}``
+``{"op": "names"}``
+    -> ``{"ok": True, "value": {name: is_callable, ...}}`` (dunder names left out)
+``{"op": "shutdown"}``
+    -> ``{"ok": True, "value": None}``, then the child exits at once (status 0).
+``{"op": "call", "name": str, "args": list, "kwargs": dict, "options": dict}``
+    -> ``{"ok": True, "value": result, "seconds": float, "grads": list|None,
+    "args_after": {"args": list, "kwargs": dict}|None}``
+
+    ``options`` (all optional):
+
+    - ``grad_of``: list of positions (int) / keyword names (str) of floating
+      tensor arguments; they get ``requires_grad``, and after the call
+      ``torch.autograd.grad`` of the result (a tensor) with ``grad_output``
+      (a tensor of the result's shape; default: gradient of ``result.sum()``)
+      fills ``grads``, one entry per ``grad_of`` item (``None`` if unused).
+    - ``return_args``: true to send back all arguments after the call in
+      ``args_after`` (to check in-place changes, or their absence).
+    - ``repeat`` (int >= 1) and ``warmup`` (int >= 0): timing mode. The call
+      runs ``warmup`` times, then ``repeat`` timed times; ``seconds`` is the
+      median, ``value`` is ``None``. Not combinable with the two above.
+    - ``seed`` (int): seeds ``random`` and torch's global generator (and
+      NumPy's, if the submission imported it) just before the call, so that
+      random functions (augmentations) give the same draws on every run.
+    - ``then_call``: a list of argument lists; the call's result must be a
+      callable (e.g. a transform), and ``value`` becomes the list of its
+      results on each argument list. Not combinable with ``grad_of`` or timing.
+    - ``substitute``: list of distinct names (identifiers, not dunder) that,
+      for the duration of this request only, are bound in the ``submission``
+      module's globals to stubs that call back to the grader (see below). The
+      original bindings (or their absence) are restored afterwards, also when
+      the student's code raised. A stub kept by the student and called outside
+      its request raises ``RuntimeError``. Works with timing, too (each call
+      of a stub is one callback).
+
+    Without timing, ``seconds`` is the duration of the one call (callbacks
+    included). CUDA is synchronised around timed calls when it is in use.
+
+Any request may fail with ``{"ok": False, "kind": kind, "type": str,
+"message": str, "traceback": str}``; ``kind`` is ``"exception"`` (the
+student's code raised, or returned something that cannot be sent),
+``"missing"`` (no such callable) or ``"request"`` (the request is malformed).
+``traceback`` keeps only frames of ``<submission>``.
+
+"""
+from __future__ import annotations
+
+import random
+import statistics
+import sys
+import time
+import traceback
+import types
+from typing import Any, Callable
+
+import channel
+import torch
+from child_substitute import Exchange, Substitution
+from child_values import RequestError, build, check_keys, export
+
+FILENAME = "<submission>"
+_MISSING = object()  # a substituted name the submission did not define
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def error_info(exc: BaseException) -> dict:
+    """``{"type", "message", "traceback"}`` of ``exc``, with only ``<submission>`` frames."""
+    try:
+        message = str(exc)
+    except BaseException:  # a student's __str__ may raise anything
+        message = "<the exception's message could not be printed>"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == FILENAME]
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)] \
+        if frames else []
+    try:
+        lines += traceback.format_exception_only(type(exc), exc)
+    except BaseException:
+        lines.append(f"{type(exc).__name__}: {message}\n")
+    return {"type": type(exc).__name__, "message": message, "traceback": "".join(lines)}
+
+
+def failure(kind: str, exc_type: str, message: str, tb: str = "") -> dict:
+    return {"ok": False, "kind": kind, "type": exc_type, "message": message, "traceback": tb}
+
+
+def _exception_reply(exc: BaseException) -> dict:
+    return {"ok": False, "kind": "exception", **error_info(exc)}
+
+
+# --------------------------------------------------------------------------- calls
+
+
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed(seed % 2**32)
+
+
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+class Server:
+    """Answers requests against the loaded ``module``.
+
+    ``exchange`` carries the callbacks of substituted names to the grader
+    (:func:`channel_exchange`); without it, ``substitute`` is refused.
+    """
+
+    def __init__(self, module: types.ModuleType, exchange: Exchange | None = None):
+        self.module = module
+        self.exchange = exchange
+        self.done = False  # set by a shutdown request
+
+    def handle(self, request: Any) -> dict:
+        """The reply to one request (never raises ``Exception``)."""
+        op = request.get("op") if type(request) is dict else None
+        try:
+            if op == "ping":
+                return {"ok": True, "value": "pong"}
+            if op == "names":
+                return {"ok": True, "value": {k: callable(v) for k, v in
+                                              vars(self.module).items()
+                                              if not (k.startswith("__") and k.endswith("__"))}}
+            if op == "shutdown":
+                self.done = True
+                return {"ok": True, "value": None}
+            if op == "call":
+                return self.call(request)
+            raise RequestError(f"unknown request {request!r:.200}")
+        except RequestError as e:
+            return failure("request", "RequestError", str(e))
+
+    def call(self, request: dict) -> dict:
+        """Run one ``call`` request (see the module docstring)."""
+        check_keys(request, "call", required={"op", "name", "args", "kwargs"},
+                    optional={"options"})
+        name, args, kwargs = request["name"], request["args"], request["kwargs"]
+        options = request.get("options", {})
+        if type(name) is not str or type(args) is not list or type(kwargs) is not dict \
+                or type(options) is not dict:
+            raise RequestError("call: name must be a str, args a list, kwargs and options dicts")
+        unknown = set(options) - {"grad_of", "grad_output", "return_args", "repeat", "warmup",
+                                  "substitute", "seed", "then_call"}
+        if unknown:
+            raise RequestError(f"call: unknown options {sorted(unknown)}")
+        substitute = self._substitute_names(options.get("substitute"))
+        fn = vars(self.module).get(name)
+        if fn is None and name not in vars(self.module):
+            return failure("missing", "NameError", f"the submission does not define {name!r}")
+        if not callable(fn):
+            return failure("missing", "TypeError", f"{name!r} is a {type(fn).__name__}, "
+                                                    "not a function")
+        args, kwargs = build(args), build(kwargs)
+        inputs = None
+        if "repeat" in options:
+            self._check_timing(options)
+        else:
+            inputs = self._grad_inputs(options.get("grad_of"), args, kwargs)
+        then_call = self._then_call_args(options)
+        saved = self._bind(substitute)
+        try:
+            if "seed" in options:
+                _seed(options["seed"])
+            if then_call is not None:
+                return self._call_then(fn, args, kwargs, then_call)
+            if "repeat" in options:
+                return self._time(name, fn, args, kwargs, options)
+            return self._call(name, fn, args, kwargs, options, inputs)
+        finally:
+            self._restore(saved)
+
+    @staticmethod
+    def _then_call_args(options: dict) -> list | None:
+        if "seed" in options and type(options["seed"]) is not int:
+            raise RequestError(f"seed must be an int, got {options['seed']!r:.50}")
+        if "then_call" not in options:
+            return None
+        calls = options["then_call"]
+        if type(calls) is not list or not all(type(c) is list for c in calls):
+            raise RequestError("then_call must be a list of argument lists")
+        if set(options) & {"grad_of", "grad_output", "return_args", "repeat"}:
+            raise RequestError("then_call cannot be combined with grad_of, return_args or timing")
+        return [build(c) for c in calls]
+
+    @staticmethod
+    def _call_then(fn: Callable, args: list, kwargs: dict, calls: list) -> dict:
+        start = time.perf_counter()
+        try:
+            made = fn(*args, **kwargs)
+            if not callable(made):
+                raise TypeError(f"it returned a {type(made).__name__}, not a callable")
+            value = [made(*c) for c in calls]
+        except Exception as e:
+            return _exception_reply(e)
+        return {"ok": True, "value": export(value), "seconds": time.perf_counter() - start,
+                "grads": None, "args_after": None}
+
+    def _substitute_names(self, names: Any) -> list[str]:
+        if names is None:
+            return []
+        if type(names) is not list or not all(
+                type(n) is str and n.isidentifier() and not n.startswith("__") for n in names) \
+                or len(set(names)) != len(names):
+            raise RequestError("substitute must be a list of distinct identifiers (not dunder "
+                               f"names), got {names!r:.200}")
+        if names and self.exchange is None:
+            raise RequestError("substitute needs a channel to the grader")
+        return names
+
+    def _bind(self, names: list[str]) -> list[tuple[str, Any, Substitution]]:
+        """Bind each name to a stub; what :meth:`_restore` needs to undo it."""
+        namespace = vars(self.module)
+        saved = []
+        for name in names:
+            assert self.exchange is not None
+            stub = Substitution(name, self.exchange)
+            saved.append((name, namespace.get(name, _MISSING), stub))
+            namespace[name] = stub
+        return saved
+
+    def _restore(self, saved: list[tuple[str, Any, Substitution]]) -> None:
+        namespace = vars(self.module)
+        for name, original, stub in saved:
+            stub.active = False
+            if original is _MISSING:
+                namespace.pop(name, None)
+            else:
+                namespace[name] = original
+
+    def _call(self, name: str, fn: Callable, args: list, kwargs: dict, options: dict,
+              inputs: list | None) -> dict:
+        start = time.perf_counter()
+        try:
+            value = fn(*args, **kwargs)
+            _sync()
+            seconds = time.perf_counter() - start
+            grads = None if inputs is None else self._grads(name, value, inputs,
+                                                            options.get("grad_output"))
+        except RequestError:
+            raise
+        except Exception as e:
+            return _exception_reply(e)
+        return {"ok": True, "value": export(value), "seconds": seconds, "grads": grads,
+                "args_after": {"args": export(args), "kwargs": export(kwargs)}
+                if options.get("return_args") else None}
+
+    @staticmethod
+    def _grad_inputs(grad_of: Any, args: list, kwargs: dict) -> list | None:
+        """The tensors named by ``grad_of``, now requiring grad (``None`` if not asked)."""
+        if grad_of is None:
+            return None
+        if type(grad_of) is not list or not grad_of:
+            raise RequestError("grad_of must be a non-empty list of positions and names")
+        inputs = []
+        for key in grad_of:
+            if type(key) is int and 0 <= key < len(args):
+                tensor = args[key]
+            elif type(key) is str and key in kwargs:
+                tensor = kwargs[key]
+            else:
+                raise RequestError(f"grad_of: {key!r} is not an argument of the call")
+            if type(tensor) is not torch.Tensor or not tensor.is_floating_point():
+                raise RequestError(f"grad_of: argument {key!r} is not a floating-point tensor")
+            inputs.append(tensor.requires_grad_(True))
+        return inputs
+
+    @staticmethod
+    def _grads(name: str, value: Any, inputs: list, grad_output: Any) -> list:
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name!r} returned a {type(value).__name__}, but gradients "
+                            "need it to return a tensor")
+        if not value.requires_grad:
+            raise RuntimeError(f"the result of {name!r} is not connected to its inputs by "
+                               "autograd (detached, computed in numpy or under no_grad?)")
+        if grad_output is not None:
+            if type(grad_output) is not torch.Tensor or grad_output.shape != value.shape:
+                raise RequestError(f"grad_output must be a tensor of shape "
+                                   f"{tuple(value.shape)}")
+            grad_output = grad_output.to(dtype=value.dtype, device=value.device)
+        elif value.dim():
+            value = value.sum()
+        grads = torch.autograd.grad(value, inputs, grad_outputs=grad_output,
+                                    allow_unused=True)
+        return [None if g is None else g.detach() for g in grads]
+
+    @staticmethod
+    def _check_timing(options: dict) -> None:
+        repeat, warmup = options["repeat"], options.get("warmup", 0)
+        if type(repeat) is not int or repeat < 1 or type(warmup) is not int or warmup < 0:
+            raise RequestError("repeat must be an int >= 1 and warmup an int >= 0")
+        if set(options) & {"grad_of", "grad_output", "return_args"}:
+            raise RequestError("timing (repeat) cannot be combined with grad_of/return_args")
+
+    @staticmethod
+    def _time(name: str, fn: Callable, args: list, kwargs: dict, options: dict) -> dict:
+        repeat, warmup = options["repeat"], options.get("warmup", 0)
+        times = []
+        try:
+            for i in range(warmup + repeat):
+                _sync()
+                start = time.perf_counter()
+                fn(*args, **kwargs)
+                _sync()
+                if i >= warmup:
+                    times.append(time.perf_counter() - start)
+        except Exception as e:
+            return _exception_reply(e)
+        return {"ok": True, "value": None, "seconds": statistics.median(times),
+                "grads": None, "args_after": None}
+
+
+def unencodable(request: Any, error: channel.EncodeError) -> dict:
+    """The failure reply for a reply whose ``error.path`` part cannot be sent."""
+    name = request.get("name", "?") if type(request) is dict else "?"
+    if error.path[:1] != ("value",):
+        return failure("exception", "TypeError", f"the reply to {name!r} cannot be sent: "
+                                                  f"{error}")
+    where = f" a value whose element {channel.format_path(error.path[1:])} is" \
+        if error.path[1:] else ""
+    return failure("exception", "TypeError", f"{name!r} returned{where} {error.reason}")
