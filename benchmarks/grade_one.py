@@ -32,7 +32,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--example", default="reference", choices=sorted(EXAMPLES))
-    parser.add_argument("--isolation", default="auto", help="isolation level to measure (default: strongest)")
+    parser.add_argument("--isolation", default="trusted",
+                        help="isolation level to measure (default: the strongest that works; the example is trusted code)")
     parser.add_argument("--compare", default=None, help="another isolation level to time alternately")
     args = parser.parse_args()
     isolation = choose_launcher(args.isolation)

@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 
 from .checks import FAST_ENV
@@ -53,7 +56,8 @@ def execute(path: str | Path, *, fast: bool = True, timeout: int = 600, env: dic
     """Run every cell of ``path`` (errors are recorded, not raised) and collect the outputs.
 
     The kernel starts in the notebook's folder with the repository on
-    ``PYTHONPATH``; ``fast`` sets ``SSL_KIT_FAST=1`` for it.
+    ``PYTHONPATH``, talking over IPC sockets; ``fast`` sets ``SSL_KIT_FAST=1``
+    for it.
     """
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
@@ -63,9 +67,18 @@ def execute(path: str | Path, *, fast: bool = True, timeout: int = 600, env: dic
     os.environ.update(env or {})
     start = time.perf_counter()
     try:
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                                resources={"metadata": {"path": str(path.parent)}})
-        client.execute()
+        # IPC sockets (files only this user can open) rather than TCP on localhost: nothing crosses a
+        # network interface, and the kernel has no reason to warn about unencrypted TCP.
+        # The socket paths must be absolute: the kernel runs in the notebook's folder, this process elsewhere.
+        with tempfile.TemporaryDirectory(prefix="kernel-") as sockets:
+            km = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "ipc"))
+            client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=True,
+                                    resources={"metadata": {"path": str(path.parent)}})
+            try:
+                client.execute()
+            finally:  # nbclient leaves a kernel it was given running
+                if run_sync(km.is_alive)():
+                    run_sync(km.shutdown_kernel)(now=True)
     finally:
         for k, v in saved.items():
             if v is None:

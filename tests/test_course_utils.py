@@ -176,3 +176,14 @@ def test_plots_draw(tmp_path):
     for i, fig in enumerate(figs):
         fig.savefig(tmp_path / f"{i}.png")
         assert (tmp_path / f"{i}.png").stat().st_size > 1000
+
+
+def test_probe_gain_line_has_the_specs_form_and_adds_up():
+    from course_utils.evaluation import probe_gain_line
+
+    assert probe_gain_line("SimCLR", 0.638, 0.382) == "probe gain: SimCLR 63.8% vs random init 38.2% (+25.6 points)"
+    # the gain is that of the figures shown, so the line never disagrees with itself by a rounding
+    assert probe_gain_line("MoCo", 0.60949, 0.38251) == "probe gain: MoCo 60.9% vs random init 38.3% (+22.6 points)"
+    assert probe_gain_line("jigsaw", 0.30, 0.355) == "probe gain: jigsaw 30.0% vs random init 35.5% (-5.5 points)"
+    with pytest.raises(ValueError, match="fractions"):
+        probe_gain_line("CPC", 63.8, 38.2)

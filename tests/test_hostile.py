@@ -20,7 +20,7 @@ import pytest
 from autograder.frontends.examples import make_submission
 from autograder.grading.grade import grade_submission
 from autograder.grading.points import POINTS, function_points
-from autograder.isolation.sandbox import bubblewrap_works
+from autograder.isolation.sandbox import bubblewrap_problem, bubblewrap_works
 
 NB = "03_simclr"
 REPO = Path(__file__).resolve().parents[1]
@@ -29,7 +29,7 @@ SUITE = REPO / "autograder" / "suites" / f"test_{NB}.py"
 FULL = {f: function_points(NB, f) for f in POINTS[NB]}
 TIMEOUT = 4.0  # seconds per call of a student function in these tests
 
-pytestmark = pytest.mark.skipif(not bubblewrap_works(), reason="bubblewrap is not available here")
+pytestmark = pytest.mark.skipif(not bubblewrap_works(), reason=f"needs the bubblewrap sandbox: {bubblewrap_problem()}")
 
 
 @pytest.fixture(scope="module")

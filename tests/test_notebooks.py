@@ -1,6 +1,7 @@
 """The notebooks: the solutions run and pass their checks, the release runs without
 solutions and says what is missing, and the release is what the source generates."""
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -81,3 +82,17 @@ def test_release_hides_solutions_and_hidden_tests():
     text = (RELEASE / "03_simclr.ipynb").read_text()
     assert "BEGIN SOLUTION" not in text and "BEGIN HIDDEN TESTS" not in text
     assert "torch.eye(2 * N" not in text  # a line of the reference solution
+
+
+PROBE_GAIN = re.compile(r"^probe gain: (?P<method>.+) (?P<acc>\d+\.\d)% vs random init (?P<base>\d+\.\d)% "
+                        r"\((?P<gain>[+-]\d+\.\d) points\)$", re.MULTILINE)
+
+
+def test_solution_prints_the_specs_probe_gain_line(solution_run):
+    """SPEC, "What every notebook reports": one line per method, after the probe table, that adds up."""
+    out = solution_run.output()
+    lines = PROBE_GAIN.findall(out)
+    assert [m for m, *_ in lines] == ["SimCLR"], out
+    _, acc, base, gain = lines[0]
+    assert abs(float(acc) - float(base) - float(gain)) < 0.05
+    assert out.index("probe gain:") > out.index("linear probe")  # after the table

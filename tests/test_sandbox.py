@@ -11,7 +11,7 @@ import torch
 from autograder.grading.grade import PACKAGES
 from autograder.frontends.gradescope import to_results_json
 from autograder.grading.results import GradingResult
-from autograder.isolation.sandbox import Limits, bubblewrap_works, choose_launcher
+from autograder.isolation.sandbox import Limits, bubblewrap_problem, bubblewrap_works, choose_launcher
 from autograder.isolation.student_process import StudentError, StudentProcess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ def test_plain_level_says_what_it_does_not_enforce():
         assert torch.equal(sp.call("f", torch.zeros(2)).value, torch.ones(2))
 
 
-@pytest.mark.skipif(not bubblewrap_works(), reason="bubblewrap is not available here")
+@pytest.mark.skipif(not bubblewrap_works(), reason=f"needs the bubblewrap sandbox: {bubblewrap_problem()}")
 def test_bubblewrap_hides_the_grader_and_the_network():
     isolation = choose_launcher("bubblewrap")
     paths = [str(REPO / "solutions"), str(REPO / "autograder"), str(REPO / "tests")]
@@ -65,7 +65,7 @@ def test_bubblewrap_hides_the_grader_and_the_network():
         assert uid != 0, "the child runs as root"
 
 
-@pytest.mark.skipif(not bubblewrap_works() or os.geteuid() != 0, reason="needs bubblewrap and root")
+@pytest.mark.skipif(not bubblewrap_works() or os.geteuid() != 0, reason=f"needs bubblewrap and root: {bubblewrap_problem() or 'not root'}")
 def test_a_fork_bomb_hits_the_process_limit():
     isolation = choose_launcher("bubblewrap", Limits(processes=32))
     source = "import os\ndef bomb(x):\n    n = 0\n    while n < 1000:\n        os.fork()\n        n += 1\n"

@@ -3,9 +3,10 @@
 `make_submission` copies the released notebook and fills each solution cell
 with the reference solution (from solutions/) or with code given for that
 function, so that demos and tests grade realistic notebooks. The bundled
-examples (`EXAMPLES`) are what ``make demo`` grades:
+examples (`EXAMPLES`) are what ``make demo`` grades::
 
-    python -m autograder.frontends.examples DIR     # writes DIR/<example>/03_simclr.ipynb
+    python -m autograder demo DIR                    # writes DIR/<example>/03_simclr.ipynb and grades each
+    python -m autograder.frontends.examples DIR     # only writes them
 """
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ class Failure(AssertionError):
 def graded(notebook: str, function: str, check: str):
     """Register a test as check ``check`` of ``notebook``'s graded ``function``."""
     if check not in POINTS.get(notebook, {}).get(function, {}):
-        raise KeyError(f"{notebook}.{function}.{check} has no points in autograder/points.py")
+        raise KeyError(f"{notebook}.{function}.{check} has no points in autograder/grading/points.py")
 
     def mark(test):
         test.__graded__ = (notebook, function, check)
