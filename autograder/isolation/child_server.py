@@ -39,7 +39,10 @@ Requests, one reply each:
       original bindings (or their absence) are restored afterwards, also when
       the student's code raised. A stub kept by the student and called outside
       its request raises ``RuntimeError``. Works with timing, too (each call
-      of a stub is one callback).
+      of a stub is one callback); there a call's time leaves out the waits
+      for the grader's answers, so that it measures the function's own code,
+      unless a substituted name was called more than `CALLS_NOT_TIMED` times
+      in it (a loop over the rows keeps paying for its callbacks).
 
     Without timing, ``seconds`` is the duration of the one call (callbacks
     included). CUDA is synchronised around timed calls when it is in use.
@@ -68,6 +71,10 @@ from child_values import RequestError, build, check_keys, export
 
 FILENAME = "<submission>"
 _MISSING = object()  # a substituted name the submission did not define
+CALLS_NOT_TIMED = 4
+"""In timing mode, the waits for the grader's answers to callbacks are left out of a call's time
+while the substituted names were called at most this many times each in it (a vectorized function
+calls each dependency a few times, a loop over the rows once per row, and keeps paying for it)."""
 
 
 # --------------------------------------------------------------------------- errors
@@ -177,7 +184,7 @@ class Server:
             if then_call is not None:
                 return self._call_then(fn, args, kwargs, then_call)
             if "repeat" in options:
-                return self._time(name, fn, args, kwargs, options)
+                return self._time(name, fn, args, kwargs, options, [stub for *_, stub in saved])
             return self._call(name, fn, args, kwargs, options, inputs)
         finally:
             self._restore(saved)
@@ -305,17 +312,25 @@ class Server:
             raise RequestError("timing (repeat) cannot be combined with grad_of/return_args")
 
     @staticmethod
-    def _time(name: str, fn: Callable, args: list, kwargs: dict, options: dict) -> dict:
+    def _time(name: str, fn: Callable, args: list, kwargs: dict, options: dict,
+              stubs: list[Substitution]) -> dict:
+        """Median seconds of the timed calls, without the waits for the grader's answers to callbacks
+        when each substituted name was called at most `CALLS_NOT_TIMED` times in a call (see the module
+        docstring)."""
         repeat, warmup = options["repeat"], options.get("warmup", 0)
         times = []
         try:
             for i in range(warmup + repeat):
+                calls, waited = sum(s.calls for s in stubs), sum(s.waited for s in stubs)
                 _sync()
                 start = time.perf_counter()
                 fn(*args, **kwargs)
                 _sync()
+                seconds = time.perf_counter() - start
+                if sum(s.calls for s in stubs) - calls <= CALLS_NOT_TIMED * len(stubs):
+                    seconds -= sum(s.waited for s in stubs) - waited
                 if i >= warmup:
-                    times.append(time.perf_counter() - start)
+                    times.append(max(0.0, seconds))
         except Exception as e:
             return _exception_reply(e)
         return {"ok": True, "value": None, "seconds": statistics.median(times),

@@ -426,7 +426,10 @@ class StudentProcess:
         ``warmup`` untimed ones, all with the same arguments, in the child.
 
         ``timeout`` (for all of them) defaults to ``call_timeout * (repeats + warmup)``.
-        ``substitute`` is as for :meth:`call`; the callbacks count in the times.
+        ``substitute`` is as for :meth:`call`; the child leaves the waits for
+        the callbacks' answers out of the times (they measure the function's
+        own code), unless it calls a substituted name more than
+        ``CALLS_NOT_TIMED`` (4) times a call (see ``child_server.py``).
         """
         if type(repeats) is not int or repeats < 1 or type(warmup) is not int or warmup < 0:
             raise ValueError("repeats must be an int >= 1 and warmup an int >= 0")

@@ -2,6 +2,8 @@
 
 One child process is shared by the module (starting one imports torch).
 """
+import time
+
 import pytest
 import torch
 
@@ -31,6 +33,10 @@ def loss_many(x, y):
     b = helper(y)
     c = helper(x * y, scale=0.5)
     return (a * other(y)).sum() + (b * c).sum() + other(x).pow(2).sum()
+
+
+def helper_per_row(x):
+    return torch.stack([helper(x[i]).sum() for i in range(x.shape[0])]).sum()
 
 
 def loss_then_fail(x):
@@ -232,6 +238,19 @@ def test_time_with_substitute(sp):
     seconds = sp.time("loss", x64(5), repeats=3, warmup=1,
                       substitute={"helper": correct_helper})
     assert type(seconds) is float and seconds > 0
+
+
+def test_timing_leaves_out_the_waits_for_a_few_callbacks_but_not_for_a_loop(sp):
+    """What the speed check's re-timing with the reference dependencies relies on: the function's own
+    code is timed, not the channel; a loop calling a dependency per row still pays for every call."""
+    def slow_helper(x, scale=1.0):
+        time.sleep(0.1)
+        return x * scale
+
+    few = sp.time("loss", x64(5), repeats=3, warmup=0, substitute={"helper": slow_helper})
+    loop = sp.time("helper_per_row", x64(8), repeats=1, warmup=0, substitute={"helper": slow_helper})
+    assert few < 0.05, few  # one callback a call: its 0.1 s wait is left out
+    assert loop >= 8 * 0.1, loop  # eight a call: every wait counts
 
 
 # --------------------------------------------------------------------------- in-process child
