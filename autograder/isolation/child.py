@@ -46,8 +46,10 @@ import sys
 import types
 from typing import Any
 
-import channel  # copied next to this file by the launcher, like the three below
 import torch
+
+# the child's files, copied flat next to this one by the launcher
+import channel
 from child_server import FILENAME, Server, error_info, failure, unencodable
 from child_substitute import channel_exchange
 

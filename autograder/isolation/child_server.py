@@ -64,8 +64,9 @@ import traceback
 import types
 from typing import Any, Callable
 
-import channel
 import torch
+
+import channel  # the child's files import each other by bare names
 from child_substitute import Exchange, Substitution
 from child_values import RequestError, build, check_keys, export
 

@@ -1,6 +1,6 @@
 """Stubs in the child for names the grader substitutes: each call is a callback.
 
-Callbacks. While a ``call`` with ``substitute`` runs, calling the stub of
+While a ``call`` with ``substitute`` runs, calling the stub of
 ``name`` with ``(*args, **kwargs)`` writes, on the reply pipe, instead of a
 reply::
 
@@ -23,7 +23,6 @@ it sends::
 None, ...]}``, one entry per positional argument (``None`` for non-tensors and
 unused ones). Tensors in ``kwargs``, and results that are not one tensor, are
 constants for autograd. Several callbacks may precede the final reply.
-
 """
 from __future__ import annotations
 
@@ -31,8 +30,9 @@ import threading
 import time
 from typing import Any, Callable
 
-import channel
 import torch
+
+import channel  # the child's files are copied flat next to each other and import by bare names
 
 Exchange = Callable[[dict], Any]
 """Sends one callback message to the grader and returns its answer."""

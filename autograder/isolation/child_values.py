@@ -11,8 +11,9 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable
 
-import channel
 import torch
+
+import channel  # the child's files import each other by bare names
 
 
 class RequestError(Exception):
