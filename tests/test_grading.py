@@ -295,3 +295,45 @@ def test_links_and_broken_zips_are_not_graded(tmp_path):
     broken.write_bytes(bytes(data))
     result = grade_submission(broken)
     assert result.score == 0 and all("could not be read" in f.feedback for f in result.functions())
+
+
+def test_notebooks_as_students_leave_them(tmp_path):
+    """Cells that only work in the order they ran in the kernel, two copies of the notebook, and a function
+    that raises on one input: graded as the student's kernel ran them, with feedback in the student's terms."""
+    code = {
+        "sim": "def sim(z_i, z_j, eps=EPS):  # EPS is defined in a cell further down\n"
+               "    if z_i.numel() == 1:\n"
+               "        raise RuntimeError('one element')\n"
+               "    return torch.dot(z_i, z_j) / (z_i.norm() * z_j.norm()).clamp_min(eps)",
+        "compute_sim_matrix": "def compute_sim_matrix(out, scale=SCALE):\n"
+                              "    unit = F.normalize(out, dim=1) * scale\n"
+                              "    return unit @ unit.T",
+    }
+    path = make_submission(tmp_path / "mine", NB, code)
+    nb = json.loads(path.read_text())
+    nb["cells"].append({"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                        "source": "EPS = 1e-12\nSCALE = 1.0"})
+    path.write_text(json.dumps(nb))
+    make_submission(tmp_path / "mine" / "old" / "backup", NB, None)  # a deeper copy: not graded
+    result = grade_submission(tmp_path / "mine", call_timeout=10.0)
+    scores = _scores(result)
+    assert scores["compute_sim_matrix"] == FULL["compute_sim_matrix"]  # loaded after SCALE, as in the kernel
+    assert scores["sim"] == 0
+    assert "sim(float32 [1], float32 [1]) raised RuntimeError: one element" in _feedback(result, "sim")
+    assert any("uses 'SCALE' before a later cell defines it" in w and "Restart & Run All" in w
+               for w in result.warnings), result.warnings
+    assert "2 copies of 03_simclr.ipynb; graded 03_simclr.ipynb" in result.warnings
+    assert not any(str(tmp_path) in w for w in result.warnings)
+
+
+def test_an_oversized_notebook_says_how_to_fix_it_without_the_graders_paths(tmp_path):
+    path = make_submission(tmp_path, NB, {})
+    nb = json.loads(path.read_text())
+    big = {"output_type": "display_data", "metadata": {}, "data": {"image/png": "A" * (51 * 2**20)}}
+    nb["cells"][-1]["outputs"] = [big]  # a plot too many, not code
+    path.write_text(json.dumps(nb))
+    result = grade_submission(tmp_path)
+    for f in result.functions():
+        assert "larger than the limit" in f.feedback and "Clear All Outputs" in f.feedback, f.feedback
+        assert str(tmp_path) not in f.feedback
+    assert any(str(tmp_path) in note for note in result.staff_notes)  # the staff still see which file

@@ -26,10 +26,23 @@ from typing import Iterable, Sequence
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 """Largest notebook file :func:`read_notebook` reads, in bytes."""
+CLEAR_OUTPUTS = ("this is usually its outputs (plots, printed tensors): clear them (Edit > Clear All Outputs, "
+                 "or Kernel > Restart & Clear Output), save, and submit again")
+"""How a student makes an oversized notebook small enough."""
 
 
 class NotebookError(Exception):
-    """A file cannot be read as an nbformat 4 notebook; the message says why."""
+    """A file cannot be read as an nbformat 4 notebook.
+
+    ``reason`` says why in the student's terms, without the file's path (a
+    path of the grading machine is nobody's business but the staff's);
+    ``str()`` is ``"<path>: <reason>"``.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
 
 
 @dataclass
@@ -69,55 +82,55 @@ def read_notebook(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) -
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        raise NotebookError(f"{path}: no such file") from None
+        raise NotebookError(path, "no such file") from None
     except OSError as e:
-        raise NotebookError(f"{path}: cannot read: {e.strerror}") from None
+        raise NotebookError(path, f"cannot read: {e.strerror}") from None
     if not path.is_file():
-        raise NotebookError(f"{path}: not a regular file")
+        raise NotebookError(path, "not a regular file")
     if size > max_bytes:
-        raise NotebookError(f"{path}: {size} bytes is larger than the limit of "
-                            f"{max_bytes} bytes for a notebook")
+        raise NotebookError(path, f"{size} bytes is larger than the limit of {max_bytes} bytes for a "
+                                  f"notebook; {CLEAR_OUTPUTS}")
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise NotebookError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        raise NotebookError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:
-        raise NotebookError(f"{path}: cannot read: {e.strerror}") from None
+        raise NotebookError(path, f"cannot read: {e.strerror}") from None
     try:
         nb = json.loads(text)
     except json.JSONDecodeError as e:
-        raise NotebookError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: "
-                            f"{e.msg}") from None
+        raise NotebookError(path, f"invalid JSON at line {e.lineno}, column {e.colno}: "
+                                  f"{e.msg}") from None
     except (ValueError, RecursionError) as e:
-        raise NotebookError(f"{path}: invalid JSON: {e}") from None
+        raise NotebookError(path, f"invalid JSON: {e}") from None
     return _code_sources(nb, path)
 
 
 def _code_sources(nb: object, path: Path) -> list[str]:
     if not isinstance(nb, dict):
-        raise NotebookError(f"{path}: not a Jupyter notebook (the JSON is a "
-                            f"{type(nb).__name__}, not an object)")
+        raise NotebookError(path, f"not a Jupyter notebook (the JSON is a "
+                                  f"{type(nb).__name__}, not an object)")
     version = nb.get("nbformat")
     if type(version) is int and version != 4:
-        raise NotebookError(f"{path}: nbformat {version} notebook; only nbformat 4 is "
-                            "supported (open and save it in a current Jupyter)")
+        raise NotebookError(path, f"nbformat {version} notebook; only nbformat 4 is "
+                                  "supported (open and save it in a current Jupyter)")
     if not isinstance(nb.get("cells"), list):
-        raise NotebookError(f"{path}: not a Jupyter notebook (no 'cells' list)")
+        raise NotebookError(path, "not a Jupyter notebook (no 'cells' list)")
     if type(version) is not int:
-        raise NotebookError(f"{path}: not a Jupyter notebook (nbformat is {version!r}, "
-                            "expected 4)")
+        raise NotebookError(path, f"not a Jupyter notebook (nbformat is {version!r}, "
+                                  "expected 4)")
     sources = []
     for index, cell in enumerate(nb["cells"], start=1):
         if not isinstance(cell, dict):
-            raise NotebookError(f"{path}: cell {index} is not a JSON object")
+            raise NotebookError(path, f"cell {index} is not a JSON object")
         if cell.get("cell_type") != "code":
             continue
         source = cell.get("source", "")
         if isinstance(source, list) and all(isinstance(s, str) for s in source):
             source = "".join(source)
         if not isinstance(source, str):
-            raise NotebookError(f"{path}: cell {index} has a source that is neither a "
-                                "string nor a list of strings")
+            raise NotebookError(path, f"cell {index} has a source that is neither a "
+                                      "string nor a list of strings")
         sources.append(source)
     return sources
 

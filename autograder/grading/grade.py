@@ -28,7 +28,7 @@ from typing import Callable
 from ..isolation.sandbox import Isolation, choose_launcher
 from ..isolation.student_process import StudentError, StudentProcess
 from .checks import checks_of
-from .extract import DEFAULT_MAX_BYTES, NotebookError, extract_from_paths
+from .extract import CLEAR_OUTPUTS, DEFAULT_MAX_BYTES, NotebookError, extract_from_paths
 from .points import NOTEBOOKS, POINTS, dependencies, graded_functions
 from .reference import REPO, load_reference
 from .results import CheckResult, GradingResult
@@ -66,7 +66,7 @@ def find_notebooks(root: Path, workdir: Path) -> tuple[dict[str, Path | str], li
         if path.name in wanted and not _ignored(path.relative_to(root).parts) and not path.is_symlink() \
                 and path.is_file() and path.resolve().is_relative_to(root.resolve()):
             found.setdefault(wanted[path.name], []).append(str(path))
-    chosen, warnings = _pick(found)
+    chosen, warnings = _pick(found, root)
     return {nb: Path(p) for nb, p in chosen.items()}, warnings
 
 
@@ -82,7 +82,8 @@ def _from_zip(root: Path, workdir: Path, wanted: dict[str, str]) -> tuple[dict[s
         for nb, member in members.items():
             size = z.getinfo(member).file_size
             if size > DEFAULT_MAX_BYTES:
-                paths[nb] = f"{member} is {size / 2**20:.0f} MB, over the {DEFAULT_MAX_BYTES // 2**20} MB limit"
+                paths[nb] = (f"{member} is {size / 2**20:.0f} MB, over the {DEFAULT_MAX_BYTES // 2**20} MB limit; "
+                             f"{CLEAR_OUTPUTS}")
                 continue
             paths[nb] = workdir / f"{nb}.ipynb"
             paths[nb].write_bytes(z.read(member))
@@ -93,13 +94,16 @@ def _ignored(parts: tuple[str, ...]) -> bool:
     return any(p in (".ipynb_checkpoints", "__MACOSX") or p.startswith("._") for p in parts)
 
 
-def _pick(found: dict[str, list[str]]) -> tuple[dict[str, str], list[str]]:
+def _pick(found: dict[str, list[str]], root: Path | None = None) -> tuple[dict[str, str], list[str]]:
+    """The shallowest candidate of each notebook, and a warning where there were several (naming the
+    copy graded by its place in the submission, ``root``, never by a path of the grading machine)."""
     chosen, warnings = {}, []
     for nb, candidates in found.items():
         candidates = sorted(candidates, key=lambda c: (len(Path(c).parts), c))
         chosen[nb] = candidates[0]
         if len(candidates) > 1:
-            warnings.append(f"{len(candidates)} copies of {nb}.ipynb; graded {candidates[0]}")
+            shown = Path(candidates[0]).relative_to(root).as_posix() if root is not None else candidates[0]
+            warnings.append(f"{len(candidates)} copies of {nb}.ipynb; graded {shown}")
     return chosen, warnings
 
 
@@ -120,8 +124,9 @@ def grade_notebook(notebook: str, path: Path | str | None, *, isolation: Isolati
     functions = graded_functions(notebook)
     try:
         extraction = extract_from_paths([path], names=functions)
-    except NotebookError as e:
-        result.checks += _all_failed(notebook, f"{notebook}.ipynb could not be read: {e}")
+    except NotebookError as e:  # the reason only: the path is the grading machine's
+        result.checks += _all_failed(notebook, f"{notebook}.ipynb could not be read: {e.reason}")
+        result.staff_notes.append(f"{notebook}: {e}")
         return
     result.warnings += [f"{notebook}: {w}" for w in extraction.warnings]
     ref = load_reference(notebook)
@@ -142,6 +147,9 @@ def grade_notebook(notebook: str, path: Path | str | None, *, isolation: Isolati
     try:
         result.warnings += [f"{notebook}: a top-level statement failed when loading your code ({e.message})"
                             for e in process.load_errors]
+        result.warnings += [f"{notebook}: {x['cell'] or 'a cell'} uses {x['name']!r} before a later cell defines it; "
+                            "it was loaded after the rest, as it worked in your kernel, but your notebook does not "
+                            "run top to bottom (check with Restart & Run All)" for x in process.late_loads]
         result.checks += run_checks(checks_of(suite), RemoteStudent(process, substitutes), ref)
     finally:
         process.close()

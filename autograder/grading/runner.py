@@ -30,17 +30,19 @@ from .students import Student
 
 
 def _student_feedback(error: StudentError, function: str) -> str:
+    """What went wrong, naming the failing call (function, argument shapes and dtypes) where known."""
+    where = error.call or function
     if error.kind == "missing":
         return f"{function} is not defined in your notebook (check its name and that its cell is kept)"
     if error.kind == "timeout":
-        return f"{function} did not finish in time and was stopped ({error.message})"
+        return f"{where} did not finish in time and was stopped ({error.message})"
     if error.kind == "crash":
-        return f"running {function} stopped the Python process ({error.message}); was there sys.exit or os._exit?"
+        return f"running {where} stopped the Python process ({error.message}); was there sys.exit or os._exit?"
     if error.kind == "protocol":
-        return f"running {function} broke the grader's channel ({error.message}); the process was restarted"
+        return f"running {where} broke the grader's channel ({error.message}); the process was restarted"
     if error.exc_type == "NotImplementedError":
         return f"{function} is not implemented yet (it raised NotImplementedError)"
-    text = f"{function} raised {error.message}"
+    text = f"{where} raised {error.message}"
     if error.student_traceback:
         text += "\n" + error.student_traceback.rstrip()
     return text

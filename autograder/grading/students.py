@@ -29,6 +29,47 @@ class Student(Protocol):
     def time(self, name: str, *args: Any, repeats: int = 5, warmup: int = 1, **kwargs: Any) -> float: ...
 
 
+_SPECS = {"pil_image": "a PIL image", "mlp": "an MLP", "generator": "a torch.Generator"}
+OPTIONS = frozenset({"grad_of", "grad_output", "return_args", "then_call", "seed", "timeout", "substitute"})
+"""Keywords of `Student.call` that are the grader's options, not the student function's arguments."""
+
+
+def describe(value: Any) -> str:
+    """``float32 [4, 8]`` for a tensor, the type name otherwise."""
+    if type(value) is torch.Tensor:
+        return f"{str(value.dtype).replace('torch.', '')} {list(value.shape)}"
+    return type(value).__name__
+
+
+def _describe_argument(value: Any) -> str:
+    if type(value) is torch.Tensor:
+        return describe(value)
+    if isinstance(value, dict) and value.get("__build__") in _SPECS:
+        return _SPECS[value["__build__"]]
+    text = repr(value)
+    if len(text) <= 40:
+        return text
+    return f"{type(value).__name__} of length {len(value)}" if hasattr(value, "__len__") else text[:37] + "..."
+
+
+def describe_call(name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+    """``sim(float32 [3], float32 [3])``, ``simclr_loss_vectorized(float32 [4, 8], float32 [4, 8], tau=0.5)``:
+    a call as the student's feedback names it (tensors by dtype and shape)."""
+    parts = [_describe_argument(a) for a in args]
+    parts += [f"{k}={_describe_argument(v)}" for k, v in kwargs.items() if k not in OPTIONS]
+    return f"{name}({', '.join(parts)})"
+
+
+@contextlib.contextmanager
+def _naming(name: str, args: Sequence[Any], kwargs: Mapping[str, Any]):
+    """Name the call in a `StudentError` raised in the block (its feedback then says which call failed)."""
+    try:
+        yield
+    except StudentError as e:
+        e.call = e.call or describe_call(name, args, kwargs)
+        raise
+
+
 class RemoteStudent:
     """The student's definitions in a `StudentProcess` (local command, Gradescope).
 
@@ -42,7 +83,8 @@ class RemoteStudent:
         self.substitute_when_timing = False  # set by run_checks to re-time with the reference dependencies
 
     def call(self, name, *args, **options) -> CallResult:
-        return self.process.call(name, *args, substitute=self.substitutes.get(name) or None, **options)
+        with _naming(name, args, options):
+            return self.process.call(name, *args, substitute=self.substitutes.get(name) or None, **options)
 
     def time(self, name, *args, repeats=5, warmup=1, **kwargs) -> float:
         substitute = self.substitutes.get(name) if self.substitute_when_timing else None
@@ -98,8 +140,12 @@ class LocalStudent:
             raise StudentError("missing", f"{name} is not defined: run the cell that defines it")
         return fn
 
-    def call(self, name, *args, grad_of=None, grad_output=None, return_args=False, then_call=None, seed=None,
-             **kwargs) -> CallResult:
+    def call(self, name, *args, **kwargs) -> CallResult:
+        with _naming(name, args, kwargs):
+            return self._call(name, *args, **kwargs)
+
+    def _call(self, name, *args, grad_of=None, grad_output=None, return_args=False, then_call=None, seed=None,
+              **kwargs) -> CallResult:
         fn = self._function(name)
         copy = lambda a: a.detach().clone() if isinstance(a, torch.Tensor) else a  # noqa: E731
         args, kwargs = [copy(a) for a in args], {k: copy(v) for k, v in kwargs.items()}

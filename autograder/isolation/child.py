@@ -26,8 +26,13 @@ Start-up:
    top-level statement at a time in a fresh module named ``submission``, so
    a failing (or, via ``SIGALRM``, overlong) statement is recorded and later
    definitions still load.
-3. The child sends ``{"ready": True, "load_errors": [error, ...]}`` where an
-   error is ``{"type": str, "message": str, "traceback": str, "line": int|None}``.
+3. Statements that failed with ``NameError`` are tried again once the rest
+   has run (`load_submission`: a notebook may depend on the order its cells
+   were run in).
+4. The child sends ``{"ready": True, "load_errors": [error, ...], "late":
+   [late, ...]}`` where an error is ``{"type": str, "message": str,
+   "traceback": str, "line": int|None}`` and a statement that loaded only on
+   the second try is ``{"line": int, "cell": str, "name": str}``.
 
 Then it serves the grader's requests until ``shutdown`` or EOF: the request
 formats and their replies are `child_server`'s, the stubs that call back to
@@ -129,13 +134,21 @@ def redirect_output(cap: int) -> None:
 # --------------------------------------------------------------------------- loading
 
 
-def load_submission(source: str, statement_timeout: float
+def load_submission(source: str, statement_timeout: float, late: list[dict] | None = None
                     ) -> tuple[types.ModuleType, list[dict]]:
     """Run ``source`` statement by statement in a new ``submission`` module.
 
     Returns the module and the load errors (see the module docstring). A
     statement that raises (anything, ``SystemExit`` included) or runs longer
     than ``statement_timeout`` seconds is recorded and skipped.
+
+    A notebook may work only in the order its cells were run in the kernel
+    (a default argument naming a constant of a later cell). So a statement
+    that failed with ``NameError`` is tried again once all the others have
+    run, while that makes progress, unless a later statement has bound its
+    names since (the last definition wins). One that then succeeds is no
+    load error; ``{"line": int, "cell": str, "name": str}`` (the name it
+    lacked at first) is appended to ``late``.
     """
     module = types.ModuleType("submission")
     sys.modules["submission"] = module
@@ -144,7 +157,8 @@ def load_submission(source: str, statement_timeout: float
         tree = ast.parse(source, FILENAME)
     except (SyntaxError, ValueError) as e:
         return module, [dict(error_info(e), line=getattr(e, "lineno", None))]
-    errors = []
+    errors: list[dict] = []
+    retry: list[tuple[ast.stmt, int, dict]] = []
     flags = 0
     signal.signal(signal.SIGALRM, _raise_statement_timeout)
     for node in tree.body:
@@ -152,21 +166,72 @@ def load_submission(source: str, statement_timeout: float
         if isinstance(node, ast.ImportFrom) and node.module == "__future__":
             for alias in node.names:
                 flags |= getattr(getattr(__future__, alias.name, None), "compiler_flag", 0)
-        try:
-            code = compile(ast.Module(body=[node], type_ignores=[]), FILENAME, "exec",
-                           flags=flags, dont_inherit=True)
-            signal.setitimer(signal.ITIMER_REAL, statement_timeout)
-            try:
-                exec(code, module.__dict__)
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-        except _StatementTimeout:
-            errors.append({"type": "TimeoutError", "line": line, "traceback": "",
-                           "message": f"the top-level statement at line {line} ran longer "
-                                      f"than {statement_timeout:g}s and was stopped"})
-        except BaseException as e:  # SystemExit at load time must not end the child
-            errors.append(dict(error_info(e), line=line))
+        error = _run_statement(node, line, flags, module, statement_timeout)
+        if error is not None:
+            errors.append(error)
+            if error["type"] == "NameError":
+                retry.append((node, line, error))
+    progress = True
+    while retry and progress:
+        progress = False
+        for item in list(retry):
+            node, line, error = item
+            if _bound_names(node) & set(vars(module)):  # redefined later: that definition stands
+                retry.remove(item)
+                continue
+            if _run_statement(node, line, flags, module, statement_timeout) is None:
+                retry.remove(item)
+                errors.remove(error)
+                progress = True
+                if late is not None:
+                    late.append({"line": line, "cell": _cell_of(source, line),
+                                 "name": _missing_name(error["message"])})
     return module, errors
+
+
+def _run_statement(node: ast.stmt, line: int, flags: int, module: types.ModuleType,
+                   statement_timeout: float) -> dict | None:
+    """Run one top-level statement in ``module``; its load error, or ``None``."""
+    try:
+        code = compile(ast.Module(body=[node], type_ignores=[]), FILENAME, "exec",
+                       flags=flags, dont_inherit=True)
+        signal.setitimer(signal.ITIMER_REAL, statement_timeout)
+        try:
+            exec(code, module.__dict__)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except _StatementTimeout:
+        return {"type": "TimeoutError", "line": line, "traceback": "",
+                "message": f"the top-level statement at line {line} ran longer "
+                           f"than {statement_timeout:g}s and was stopped"}
+    except BaseException as e:  # SystemExit at load time must not end the child
+        return dict(error_info(e), line=line)
+    return None
+
+
+def _bound_names(node: ast.stmt) -> set[str]:
+    """The names a top-level statement binds (defs, classes, imports, plain assignments)."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name}
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return {(a.asname or a.name).split(".")[0] for a in node.names}
+    targets = node.targets if isinstance(node, ast.Assign) else \
+        [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+    return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+
+
+def _cell_of(source: str, line: int) -> str:
+    """The cell a line of the extracted source came from (its ``# --- <cell> ---`` marker), or ``""``."""
+    for text in reversed(source.splitlines()[:line]):
+        if text.startswith("# --- ") and text.endswith(" ---"):
+            return text[6:-4]
+    return ""
+
+
+def _missing_name(message: str) -> str:
+    """``"name 'SCALE' is not defined"`` -> ``"SCALE"``."""
+    parts = message.split("'")
+    return parts[1] if len(parts) >= 3 else ""
 
 
 def _raise_statement_timeout(signum: int, frame: Any) -> None:
@@ -186,9 +251,10 @@ def main(argv: list[str]) -> int:
     torch.set_num_threads(int(os.environ.get(ENV_THREADS, "1")))
     with open(SOURCE_FILE, encoding="utf-8", errors="replace") as f:
         source = f.read()
+    late: list[dict] = []
     module, load_errors = load_submission(
-        source, float(os.environ.get(ENV_STATEMENT_TIMEOUT, "10")))
-    channel.send(write_fd, {"ready": True, "load_errors": load_errors})
+        source, float(os.environ.get(ENV_STATEMENT_TIMEOUT, "10")), late)
+    channel.send(write_fd, {"ready": True, "load_errors": load_errors, "late": late})
     server = Server(module, channel_exchange(read_fd, write_fd))
     while True:
         try:

@@ -65,6 +65,9 @@ class StudentError(Exception):
             (file ``<submission>``), or ``""``.
         stdout_tail: the end of what the child printed (for crashes: up to
             its death).
+        call: the call that failed, described for the student (e.g.
+            ``"sim(float32 [3], float32 [3])"``), or ``""``; the grading
+            layer fills it in.
     """
 
     def __init__(self, kind: str, message: str, *, exc_type: str = "",
@@ -75,6 +78,7 @@ class StudentError(Exception):
         self.exc_type = exc_type
         self.student_traceback = student_traceback
         self.stdout_tail = stdout_tail
+        self.call = ""  # the failing call in the student's terms, e.g. "sim(float32 [3], float32 [3])"; set by the caller
 
     def __str__(self) -> str:
         text = f"[{self.kind}] {self.message}"
@@ -133,6 +137,9 @@ class StudentProcess:
         load_errors: one :class:`StudentError` (kind ``"exception"``, message
             ``"line N: Type: message"``) per top-level statement that failed
             when the source was last loaded.
+        late_loads: ``{"line", "cell", "name"}`` per statement that loaded only
+            when tried again after the rest (it needed ``name``, defined
+            further down: the notebook depends on the order its cells ran in).
     """
 
     def __init__(self, source: str, *, workdir: str | os.PathLike | None = None,
@@ -158,6 +165,7 @@ class StudentProcess:
         self._finalizer: weakref.finalize | None = None
         self._last_tail = ""
         self.load_errors: list[StudentError] = []
+        self.late_loads: list[dict] = []
 
     # -- lifecycle
 
@@ -188,6 +196,12 @@ class StudentProcess:
                 type(ready.get("load_errors")) is not list:
             self._fail("protocol", "the student process sent an invalid start message")
         self.load_errors = [self._load_error(e) for e in ready["load_errors"]]
+        late = ready.get("late", [])
+        if type(late) is not list or not all(
+                type(x) is dict and set(x) == {"line", "cell", "name"} and type(x["line"]) is int
+                and type(x["cell"]) is str and type(x["name"]) is str for x in late):
+            self._fail("protocol", "the student process sent an invalid start message")
+        self.late_loads = [dict(x, cell=x["cell"][:100], name=x["name"][:100]) for x in late]
 
     def close(self) -> None:
         """Stop the child (asking nicely first, then killing its process group)."""

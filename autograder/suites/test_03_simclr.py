@@ -11,7 +11,8 @@ import math
 
 import torch
 import torch.nn.functional as F
-from autograder.grading.checks import Failure, Hint, describe, expect_tensor, expect_unchanged, expect_vectorized, graded
+from autograder.grading.checks import (Failure, Hint, describe, describe_call, expect_tensor, expect_unchanged,
+                                       expect_vectorized, graded)
 from autograder.isolation.specs import pil_image_spec
 from autograder.isolation.student_process import StudentError
 
@@ -102,9 +103,7 @@ PAIR_HINTS = [
 
 
 def _call_name(name, *args, **kwargs):
-    parts = [describe(a) if isinstance(a, torch.Tensor) else repr(a) for a in args]
-    parts += [f"{k}={v!r}" for k, v in kwargs.items()]
-    return f"{name}({', '.join(parts)})"
+    return describe_call(name, args, kwargs)
 
 
 def _check_values(student, name, cases, reference, hints=()):

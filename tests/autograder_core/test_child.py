@@ -52,6 +52,31 @@ def test_each_statement_loads_on_its_own():
     assert "ran longer than 0.2s" in errors[2]["message"]
 
 
+def test_statements_that_need_a_later_definition_load_after_it():
+    """A notebook that worked only in the order its cells were run in the kernel loads as it did there."""
+    source = ("# --- 03_simclr.ipynb code cell 4 ---\n"
+              "def scaled(x, scale=SCALE):\n"
+              "    return x * scale\n"
+              "LIMIT = SCALE * 10\n"
+              "def first(x=LATER):\n"
+              "    return 'superseded'\n"
+              "def first(x=0):\n"
+              "    return 'stands'\n"
+              "def lost(x=NOWHERE):\n"
+              "    return x\n"
+              "# --- 03_simclr.ipynb code cell 9 ---\n"
+              "SCALE = 2.0\n"
+              "LATER = 1\n")
+    late = []
+    module, errors = child.load_submission(source, 1.0, late)
+    assert module.scaled(3.0) == 6.0 and module.LIMIT == 20.0
+    assert module.first() == "stands"  # the last definition wins, as in the kernel
+    assert not hasattr(module, "lost")
+    assert [(e["type"], e["line"]) for e in errors] == [("NameError", 5), ("NameError", 9)]
+    assert late == [{"line": 2, "cell": "03_simclr.ipynb code cell 4", "name": "SCALE"},
+                    {"line": 4, "cell": "03_simclr.ipynb code cell 4", "name": "SCALE"}]
+
+
 def test_a_syntax_error_is_a_load_error_with_its_line():
     module, errors = child.load_submission("def ok():\n    pass\ndef bad(:\n", 1.0)
     assert not hasattr(module, "ok")
