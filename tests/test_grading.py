@@ -163,6 +163,41 @@ def simclr_loss_vectorized(out_left, out_right, tau):
 }
 
 
+RIGHT_EPS = {  # stabilisers of up to 1e-6 on the norms, added or clamped: correct code
+    "sim": "def sim(z_i, z_j):\n    return torch.dot(z_i, z_j) / (z_i.norm() * z_j.norm() + 1e-6)",
+    "compute_sim_matrix": "def compute_sim_matrix(out):\n"
+                          "    unit = out / (out.norm(dim=1, keepdim=True) + 1e-6)\n"
+                          "    return unit @ unit.T",
+    "sim_positive_pairs": "def sim_positive_pairs(out_left, out_right):\n"
+                          "    dots = (out_left * out_right).sum(1)\n"
+                          "    return (dots / (out_left.norm(dim=1) * out_right.norm(dim=1) + 1e-6)).view(-1, 1)",
+    "simclr_loss_vectorized": """
+def simclr_loss_vectorized(out_left, out_right, tau):
+    N = out_left.shape[0]
+    z = F.normalize(torch.cat([out_left, out_right]), dim=1, eps=1e-6)
+    logits = (z @ z.T / tau).masked_fill(torch.eye(2 * N, dtype=torch.bool), float('-inf'))
+    return F.cross_entropy(logits, (torch.arange(2 * N) + N) % (2 * N))
+""",
+}
+
+RIGHT_CLAMP = {
+    "sim": "def sim(z_i, z_j):\n    return torch.dot(z_i, z_j) / (z_i.norm() * z_j.norm()).clamp_min(1e-6)",
+    "compute_sim_matrix": "def compute_sim_matrix(out):\n    unit = F.normalize(out, dim=1, eps=1e-6)\n    return unit @ unit.T",
+    "sim_positive_pairs": "def sim_positive_pairs(out_left, out_right):\n"
+                          "    return F.cosine_similarity(out_left, out_right, dim=1, eps=1e-6).view(-1, 1)",
+}
+
+WRONG_FLOAT32 = {  # float32 arithmetic on float64 inputs, cast back so that the dtype looks right
+    "sim": "def sim(z_i, z_j):\n"
+           "    a, b = z_i.float(), z_j.float()\n"
+           "    return (torch.dot(a, b) / (a.norm() * b.norm())).to(z_i.dtype)",
+    "compute_sim_matrix": "def compute_sim_matrix(out):\n"
+                          "    unit = F.normalize(out.float(), dim=1)\n"
+                          "    return (unit @ unit.T).to(out.dtype)",
+}
+EXPECTED_FLOAT32 = {**{f: FULL[f] for f in FULL}, "sim": 0, "compute_sim_matrix": 0}
+
+
 def _scores(result):
     return {f.function: f.score for f in result.functions()}
 
@@ -175,7 +210,8 @@ def _feedback(result, function):
 def graded(tmp_path_factory):
     """Grade each submission once; tests look at the results."""
     cases = {"reference": {}, "starter": None, "wrong_1": WRONG_1, "wrong_2": WRONG_2, "wrong_3": WRONG_3,
-             "right_1": RIGHT_1, "right_2": RIGHT_2}
+             "wrong_float32": WRONG_FLOAT32, "right_1": RIGHT_1, "right_2": RIGHT_2, "right_eps": RIGHT_EPS,
+             "right_clamp": RIGHT_CLAMP}
     out = {}
     for name, code in cases.items():
         folder = tmp_path_factory.mktemp(name)
@@ -195,7 +231,8 @@ def test_starter_scores_zero_and_says_not_implemented(graded):
     assert all("not implemented yet" in f.feedback for f in result.functions())
 
 
-@pytest.mark.parametrize("case,expected", [("wrong_1", EXPECTED_1), ("wrong_2", EXPECTED_2), ("wrong_3", EXPECTED_3)])
+@pytest.mark.parametrize("case,expected", [("wrong_1", EXPECTED_1), ("wrong_2", EXPECTED_2), ("wrong_3", EXPECTED_3),
+                                           ("wrong_float32", EXPECTED_FLOAT32)])
 def test_wrong_versions_lose_exactly_their_functions_points(graded, case, expected):
     assert _scores(graded[case]) == expected
 
@@ -220,9 +257,12 @@ def test_feedback_names_the_likely_mistake(graded):
     assert "not connected to its inputs by autograd" in _feedback(w3, "simclr_loss_vectorized")
     assert "float" in _feedback(w3, "sim")
     assert "views differ" in _feedback(w3, "compute_train_transform")
+    f32 = graded["wrong_float32"]
+    assert "compute in the inputs' dtype" in _feedback(f32, "sim")
+    assert "compute in the inputs' dtype" in _feedback(f32, "compute_sim_matrix")
 
 
-@pytest.mark.parametrize("case", ["right_1", "right_2"])
+@pytest.mark.parametrize("case", ["right_1", "right_2", "right_eps", "right_clamp"])
 def test_correct_versions_written_another_way_keep_full_marks(graded, case):
     assert _scores(graded[case]) == FULL, {f.function: f.feedback for f in graded[case].functions()}
 

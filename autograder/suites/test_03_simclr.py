@@ -21,8 +21,52 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def _tol(dtype):
-    """Tolerances any correct implementation meets in that dtype."""
-    return dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-7, atol=1e-9)
+    """Tolerances any correct implementation meets in that dtype, a stabilising eps of up to 1e-6 on a norm
+    included (on inputs of ordinary scale: `_ordinary`). Float32 arithmetic on float64 inputs is caught by
+    `_check_float64_precision` instead, on inputs where no such eps shows."""
+    return dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-6, atol=1e-9)
+
+
+def _rescaled(args, low, high, seed=0):
+    """``args`` with every floating tensor's rows (last dim) rescaled to norms drawn in [low, high]."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for a in args:
+        if isinstance(a, torch.Tensor) and a.is_floating_point():
+            a64 = a.double()
+            norms = a64.norm(dim=-1, keepdim=True)
+            target = low + (high - low) * torch.rand(norms.shape, generator=g, dtype=torch.float64)
+            a = (a64 / norms * target).to(a.dtype)
+        out.append(a)
+    return tuple(out)
+
+
+def _ordinary(args, seed=0):
+    """Inputs of ordinary scale: row norms in [3, 10], where an eps of up to 1e-6 added to or clamping a
+    norm moves a cosine by at most about 1e-7 of its value (within `_tol`). Tiny norms are not used: the
+    stabilisers that torch itself applies (F.cosine_similarity, F.normalize) legitimately change them."""
+    return _rescaled(args, 3.0, 10.0, seed)
+
+
+FLOAT32_ON_FLOAT64 = ("compute in the inputs' dtype: float64 inputs need float64 arithmetic (no .float(), "
+                      "no float32 tensors created inside)")
+
+
+def _check_float64_precision(student, name, reference, args, call_name):
+    """Float64 inputs with row norms of 1e5, where an eps of 1e-6 on a norm changes a value by about 1e-11 but
+    float32 arithmetic (then cast back to float64) is off by about 1e-7: compared at 1e-10."""
+    args = _rescaled([a.double() if isinstance(a, torch.Tensor) else a for a in args], 1e5, 1e5)
+    result = student.call(name, *args)
+    expect_tensor(result.value, _want(reference, *args), call=call_name(*args), hints=_float32_hints(reference, args),
+                  inputs=args, rtol=1e-10, atol=1e-12)
+
+
+def _float32_hints(reference, args):
+    """For float64 inputs: the hint that recognises float32 arithmetic (the reference run in float32)."""
+    if not any(isinstance(a, torch.Tensor) and a.dtype == torch.float64 for a in args):
+        return []
+    return [Hint(FLOAT32_ON_FLOAT64, lambda *a: reference(*[x.float() if isinstance(x, torch.Tensor) else x
+                                                            for x in a]))]
 
 
 def _randn(shape, seed, dtype=torch.float32, scale=1.0, shift=0.0):
@@ -107,13 +151,16 @@ def _call_name(name, *args, **kwargs):
 
 
 def _check_values(student, name, cases, reference, hints=()):
-    """Call ``name`` on each case, compare with the reference, check inputs are untouched."""
-    for args in cases:
+    """Call ``name`` on each case (at ordinary scale), compare with the reference, check inputs are
+    untouched; then the float64 precision case."""
+    for i, args in enumerate(cases):
+        args = _ordinary(args, seed=i)
         result = student.call(name, *args, return_args=True)
         call = _call_name(name, *args)
-        expect_tensor(result.value, _want(reference, *args), call=call, hints=hints,
-                      inputs=args, **_tol(args[0].dtype))
+        expect_tensor(result.value, _want(reference, *args), call=call,
+                      hints=[*hints, *_float32_hints(reference, args)], inputs=args, **_tol(args[0].dtype))
         expect_unchanged([a for a in args if isinstance(a, torch.Tensor)], result.args_after, call=call)
+    _check_float64_precision(student, name, reference, cases[-1], lambda *a: _call_name(name, *a))
 
 
 # --------------------------------------------------------------------------- sim
@@ -172,15 +219,17 @@ def _loss_cases(dtypes=(torch.float32, torch.float64), sizes=((1, 4, 0.5), (3, 5
 
 
 def _check_loss(student, name, ref_loss, cases):
-    for args in cases:
+    for i, args in enumerate(cases):
+        args = _ordinary(args, seed=i)
         result = student.call(name, *args, return_args=True)
         call = _call_name(name, *args[:2], tau=args[2])
         if type(result.value) is torch.Tensor and result.value.dim() != 0:
             raise Failure(f"{call} returned shape {list(result.value.shape)}; expected a 0-dim tensor "
                           "(a single number: use .mean() or .sum(), not a per-row result)")
-        expect_tensor(result.value, _want(ref_loss, *args), call=call, hints=LOSS_HINTS, inputs=args,
-                      **_tol(args[0].dtype))
+        expect_tensor(result.value, _want(ref_loss, *args), call=call,
+                      hints=[*LOSS_HINTS, *_float32_hints(ref_loss, args)], inputs=args, **_tol(args[0].dtype))
         expect_unchanged(list(args[:2]), result.args_after, call=call)
+    _check_float64_precision(student, name, ref_loss, cases[-1], lambda *a: _call_name(name, *a[:2], tau=a[2]))
 
 
 @graded(NB, "simclr_loss_naive", "values")
