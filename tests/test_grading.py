@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from autograder.frontends.examples import make_submission
 from autograder.grading.grade import grade_submission
@@ -180,14 +181,28 @@ def simclr_loss_vectorized(out_left, out_right, tau):
 """,
 }
 
-RIGHT_CLAMP = {
+RIGHT_CLAMP = {  # and torchvision's v1 transforms, on tensors and PIL images alike
+    "compute_train_transform": """
+def compute_train_transform(size=32, mean=DEFAULT_MEAN, std=DEFAULT_STD):
+    import torchvision.transforms as T1
+    as_tensor = T1.Lambda(lambda x: x if torch.is_tensor(x) else T1.functional.pil_to_tensor(x))
+    return T1.Compose([as_tensor, T1.RandomResizedCrop(size, antialias=True), T1.RandomHorizontalFlip(),
+                       T1.RandomApply([T1.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), T1.RandomGrayscale(p=0.2),
+                       T1.ConvertImageDtype(torch.float32), T1.Normalize(mean, std)])
+""",
     "sim": "def sim(z_i, z_j):\n    return torch.dot(z_i, z_j) / (z_i.norm() * z_j.norm()).clamp_min(1e-6)",
     "compute_sim_matrix": "def compute_sim_matrix(out):\n    unit = F.normalize(out, dim=1, eps=1e-6)\n    return unit @ unit.T",
     "sim_positive_pairs": "def sim_positive_pairs(out_left, out_right):\n"
                           "    return F.cosine_similarity(out_left, out_right, dim=1, eps=1e-6).view(-1, 1)",
 }
 
-WRONG_FLOAT32 = {  # float32 arithmetic on float64 inputs, cast back so that the dtype looks right
+WRONG_FLOAT32 = {  # float32 arithmetic on float64 inputs, cast back so that the dtype looks right; jitter always on
+    "compute_train_transform": """
+def compute_train_transform(size=32, mean=DEFAULT_MEAN, std=DEFAULT_STD):
+    return T.Compose([T.ToImage(), T.ToDtype(torch.float32, scale=True), T.RandomResizedCrop(size, antialias=True),
+                      T.RandomHorizontalFlip(), T.ColorJitter(0.4, 0.4, 0.4, 0.1), T.RandomGrayscale(p=0.2),
+                      T.Normalize(mean, std)])
+""",
     "sim": "def sim(z_i, z_j):\n"
            "    a, b = z_i.float(), z_j.float()\n"
            "    return (torch.dot(a, b) / (a.norm() * b.norm())).to(z_i.dtype)",
@@ -195,7 +210,7 @@ WRONG_FLOAT32 = {  # float32 arithmetic on float64 inputs, cast back so that the
                           "    unit = F.normalize(out.float(), dim=1)\n"
                           "    return (unit @ unit.T).to(out.dtype)",
 }
-EXPECTED_FLOAT32 = {**{f: FULL[f] for f in FULL}, "sim": 0, "compute_sim_matrix": 0}
+EXPECTED_FLOAT32 = {**{f: FULL[f] for f in FULL}, "sim": 0, "compute_sim_matrix": 0, "compute_train_transform": 1}
 
 
 def _scores(result):
@@ -257,6 +272,7 @@ def test_feedback_names_the_likely_mistake(graded):
     assert "not connected to its inputs by autograd" in _feedback(w3, "simclr_loss_vectorized")
     assert "float" in _feedback(w3, "sim")
     assert "views differ" in _feedback(w3, "compute_train_transform")
+    assert "ColorJitter" in _feedback(graded["wrong_float32"], "compute_train_transform")
     f32 = graded["wrong_float32"]
     assert "compute in the inputs' dtype" in _feedback(f32, "sim")
     assert "compute in the inputs' dtype" in _feedback(f32, "compute_sim_matrix")
@@ -377,3 +393,94 @@ def test_an_oversized_notebook_says_how_to_fix_it_without_the_graders_paths(tmp_
         assert "larger than the limit" in f.feedback and "Clear All Outputs" in f.feedback, f.feedback
         assert str(tmp_path) not in f.feedback
     assert any(str(tmp_path) in note for note in result.staff_notes)  # the staff still see which file
+
+
+def _transform(parts):
+    import torchvision.transforms.v2 as T
+
+    return lambda size=32, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0): T.Compose(
+        [T.ToImage(), T.ToDtype(torch.float32, scale=True), *parts(T, size), T.Normalize(mean, std)])
+
+
+def _spec(T, size, crop=None, flip=0.5, jitter=(0.4, 0.4, 0.4, 0.1), p_jitter=0.8, p_gray=0.2):
+    """The SPEC's augmentation with one component changed."""
+    return [crop or T.RandomResizedCrop(size, antialias=True), T.RandomHorizontalFlip(flip),
+            T.RandomApply([T.ColorJitter(*jitter)], p=p_jitter), T.RandomGrayscale(p_gray)]
+
+
+TRANSFORMS_RIGHT = {  # other orders and APIs the SPEC allows
+    "flip before the crop": _transform(lambda T, size: [T.RandomHorizontalFlip(), T.RandomResizedCrop(size, antialias=True),
+                                                        T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+                                                        T.RandomGrayscale(p=0.2)]),
+    "grayscale before the jitter": _transform(lambda T, size: [T.RandomResizedCrop(size, antialias=True),
+                                                               T.RandomHorizontalFlip(), T.RandomGrayscale(p=0.2),
+                                                               T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8)]),
+    "keyword arguments": _transform(lambda T, size: [T.RandomResizedCrop((size, size), scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)),
+                                                     T.RandomHorizontalFlip(p=0.5),
+                                                     T.RandomApply([T.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4,
+                                                                                  hue=0.1)], p=0.8),
+                                                     T.RandomGrayscale(p=0.2)]),
+}
+TRANSFORMS_WRONG = {  # (the transform, what the feedback must name)
+    "jitter always": (_transform(lambda T, size: _spec(T, size, p_jitter=1.0)), "p=0.8"),
+    "jitter half the time": (_transform(lambda T, size: _spec(T, size, p_jitter=0.5)), "p=0.8"),
+    "jitter never": (_transform(lambda T, size: _spec(T, size, p_jitter=0.0)), "p=0.8"),
+    "brightness 0.8": (_transform(lambda T, size: _spec(T, size, jitter=(0.8, 0.4, 0.4, 0.1))), "brightness=0.4"),
+    "no hue jitter": (_transform(lambda T, size: _spec(T, size, jitter=(0.4, 0.4, 0.4, 0.0))), "hue=0.1"),
+    "hue 0.5": (_transform(lambda T, size: _spec(T, size, jitter=(0.4, 0.4, 0.4, 0.5))), "hue=0.1"),
+    "no flip": (_transform(lambda T, size: _spec(T, size, flip=0.0)), "RandomHorizontalFlip(p=0.5)"),
+    "always flipped": (_transform(lambda T, size: _spec(T, size, flip=1.0)), "RandomHorizontalFlip(p=0.5)"),
+    "crops of half the image or more": (_transform(lambda T, size: _spec(
+        T, size, crop=T.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True))), "scale=(0.08, 1.0)"),
+    "square crops": (_transform(lambda T, size: _spec(
+        T, size, crop=T.RandomResizedCrop(size, ratio=(1.0, 1.0), antialias=True))), "ratio=(3/4, 4/3)"),
+    "grayscale half the time": (_transform(lambda T, size: _spec(T, size, p_gray=0.5)), "RandomGrayscale(p=0.2)"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMS_RIGHT))
+def test_every_allowed_composition_of_the_augmentation_keeps_its_points(name):
+    from autograder.grading.reference import load_reference
+    from autograder.grading.students import LocalStudent
+    from autograder.suites import test_03_simclr as suite
+
+    student = LocalStudent({"compute_train_transform": TRANSFORMS_RIGHT[name]})
+    suite.test_compute_train_transform_values(student, load_reference(NB))
+    suite.test_compute_train_transform_randomness(student, load_reference(NB))
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMS_WRONG))
+def test_a_changed_component_of_the_augmentation_is_named(name):
+    """Judged by its distribution: a component missing, always or never applied, or at another strength."""
+    from autograder.grading.checks import Failure
+    from autograder.grading.reference import load_reference
+    from autograder.grading.students import LocalStudent
+    from autograder.suites import test_03_simclr as suite
+
+    transform, component = TRANSFORMS_WRONG[name]
+    student = LocalStudent({"compute_train_transform": transform})
+    suite.test_compute_train_transform_values(student, load_reference(NB))  # its values are fine
+    with pytest.raises(Failure) as failure:
+        suite.test_compute_train_transform_randomness(student, load_reference(NB))
+    assert component in str(failure.value), str(failure.value)
+
+
+@pytest.mark.parametrize("name", ["not scaled to [0, 1]", "ImageNet statistics instead of mean and std"])
+def test_a_scaling_or_normalisation_bug_costs_the_values_check_only(name):
+    """The component checks read the views through the student's own pixel map, so one bug, one penalty."""
+    from autograder.grading.checks import Failure
+    from autograder.grading.reference import load_reference
+    from autograder.grading.students import LocalStudent
+    from autograder.suites import test_03_simclr as suite
+
+    def transform(size=32, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)):
+        import torchvision.transforms.v2 as T
+
+        last = [T.ToDtype(torch.float32, scale=False)] if name.startswith("not scaled") else \
+            [T.ToDtype(torch.float32, scale=True), T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))]
+        return T.Compose([T.ToImage(), *_spec(T, size), *last])
+
+    student = LocalStudent({"compute_train_transform": transform})
+    with pytest.raises(Failure):
+        suite.test_compute_train_transform_values(student, load_reference(NB))
+    suite.test_compute_train_transform_randomness(student, load_reference(NB))

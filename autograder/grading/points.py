@@ -11,8 +11,9 @@ compares them). Check names:
 - ``errors``: the SPEC's invalid arguments raise ``ValueError``;
 - ``vectorized``: no Python loop over the batch, timed against the reference
   and a loop in one run;
-- ``randomness``: a random function draws anew on every call, with the
-  specified probabilities.
+- ``randomness``: a random function draws anew on every call, and each
+  component the SPEC names has its probability and strength, judged by the
+  distribution of many seeded draws on probe images that isolate it.
 """
 from __future__ import annotations
 

@@ -330,7 +330,8 @@ def test_compute_train_transform_values(student, ref):
 
 @graded(NB, "compute_train_transform", "randomness")
 def test_compute_train_transform_randomness(student, ref):
-    views = _views(student, 16, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), _image(2), 200, seed=1)
+    calibration = _calibration(student)
+    views = _unit_views(student, 16, _image(2), 200, 1, calibration)
     distinct = len({tuple(v.flatten()[:64].tolist()) for v in views})
     if distinct < 190:
         raise Failure(f"only {distinct} of 200 views differ: each call of the transform should draw a new random "
@@ -342,3 +343,107 @@ def test_compute_train_transform_randomness(student, ref):
     crops_vary = views.std(dim=(1, 2, 3)).std().item()
     if crops_vary < 1e-3:
         raise Failure("the views all look alike in contrast: is RandomResizedCrop or ColorJitter missing?")
+    _check_jitter(student, calibration)
+    _check_crop_and_flip(student, calibration)
+
+
+# The SPEC's augmentation, component by component, judged by its distribution on probe images that
+# isolate each component (seeded: grading repeats itself). The bands hold a correct transform with
+# overwhelming probability (binomial bands of more than 4 standard deviations) and reject a component that
+# is missing, always or never applied, or applied at another strength.
+UNIT = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)  # mean 0, std 1: the views hold the [0, 1] values themselves
+
+
+def _constant(rgb, h=40, w=48):
+    return torch.tensor(rgb, dtype=torch.uint8).view(3, 1, 1).expand(3, h, w).contiguous()
+
+
+def _share(mask):
+    return mask.float().mean().item()
+
+
+def _hue(rgb):
+    """Hue in degrees of colours ``[..., 3]`` in [0, 1]."""
+    r, g, b = rgb.unbind(-1)
+    return torch.rad2deg(torch.atan2(math.sqrt(3) * (g - b), 2 * r - g - b))
+
+
+def _calibration(student):
+    """How the student's views map [0, 1] pixel values, per channel: ``(offset, gain)`` with
+    ``view = offset + gain * value``. A black image stays black under every component, and a white one
+    stays white in the views that colour jitter did not touch, so black's median and white's brightest
+    view give the map; the component checks below then hold
+    whatever the scaling or normalisation (those are the values check's business, not theirs)."""
+    black = _views(student, 8, *UNIT, _constant((0, 0, 0)), 20, seed=9).median(dim=0).values.mean(dim=(1, 2))
+    # the brightest view of white: one that jitter did not touch (jitter may only darken white, and rounds)
+    white = _views(student, 8, *UNIT, _constant((255, 255, 255)), 100, seed=10).mean(dim=(2, 3)).amax(dim=0)
+    gain = white - black
+    if (gain.abs() < 1e-6).any():
+        raise Failure("the views of a black and of a white image look the same: the transform loses the image")
+    return black.view(1, 3, 1, 1), gain.view(1, 3, 1, 1)
+
+
+def _unit_views(student, size, image, count, seed, calibration):
+    """Views with pixel values brought back to [0, 1] through the student's own `_calibration` map."""
+    offset, gain = calibration
+    return (_views(student, size, *UNIT, image, count, seed=seed) - offset) / gain
+
+
+def _check_jitter(student, calibration):
+    """Colour jitter: applied with p=0.8; brightness 0.4 (a factor in [0.6, 1.4]); hue 0.1 (+-36 degrees)."""
+    # A gray image of one value: crops, flips, grayscale, contrast, saturation and hue leave it alone, so
+    # each view is the image times the brightness factor, or the image itself when jitter was not drawn.
+    level = 128 / 255
+    views = _unit_views(student, 16, _constant((128, 128, 128)), 400, 11, calibration)
+    factor = views.mean(dim=(1, 2, 3)) / level
+    kept = (factor - 1).abs() < 1e-4
+    if not 0.12 <= _share(kept) <= 0.28:
+        raise Failure(f"colour jitter changed {1 - _share(kept):.0%} of the views of a gray image; expected about "
+                      "80% (RandomApply([ColorJitter(...)], p=0.8))")
+    low, high = factor[~kept].min().item(), factor[~kept].max().item()
+    if not (0.55 <= low <= 0.66 and 1.34 <= high <= 1.45):
+        raise Failure(f"the brightness factors of colour jitter ran from {low:.2f} to {high:.2f}; expected 0.6 to "
+                      "1.4 (ColorJitter(brightness=0.4, ...))")
+    # A colour image of one value: brightness, contrast and saturation keep its hue; only hue jitter turns it.
+    colour = _constant((140, 70, 35))
+    views = _unit_views(student, 16, colour, 400, 12, calibration)
+    rgb = views.mean(dim=(2, 3))
+    gray = (rgb.amax(dim=1) - rgb.amin(dim=1)) < 1e-4
+    turn = (_hue(rgb[~gray]) - _hue(colour[:, 0, 0].float() / 255)).remainder(360)
+    turn = torch.where(turn > 180, turn - 360, turn).abs()
+    widest = turn.max().item()
+    if not 25 <= widest <= 45:
+        raise Failure(f"colour jitter turned the hue by up to {widest:.0f} degrees; expected up to 36 "
+                      "(ColorJitter(..., hue=0.1))")
+
+
+def _coordinates(h=40, w=48):
+    """Red encodes the column, green the row, blue is constant: a view shows what it was cropped from."""
+    x = torch.linspace(0, 255, w).view(1, w).expand(h, w)
+    y = torch.linspace(0, 255, h).view(h, 1).expand(h, w)
+    return torch.stack([x, y, torch.full((h, w), 128.0)]).round().to(torch.uint8)
+
+
+def _check_crop_and_flip(student, calibration, size=32, h=40, w=48):
+    """Random resized crop with scale (0.08, 1) and ratio (3/4, 4/3); horizontal flip with p=0.5."""
+    views = _unit_views(student, size, _coordinates(h, w), 1000, 13, calibration)
+    # the views that no colour change touched (about 16%): their red and green values are coordinates
+    plain = ((views[:, 2] - 128 / 255).abs().amax(dim=(1, 2)) < 1e-4) & \
+        ((views[:, 0] - views[:, 1]).abs().amax(dim=(1, 2)) > 1e-3)
+    if plain.sum() < 40:
+        raise Failure(f"only {int(plain.sum())} of 1000 views kept the image's colours; expected about 16% (colour "
+                      "jitter with p=0.8, then grayscale with p=0.2)")
+    red, green = views[plain, 0], views[plain, 1]
+    width = (red.amax(dim=(1, 2)) - red.amin(dim=(1, 2))) * size / (size - 1)
+    height = (green.amax(dim=(1, 2)) - green.amin(dim=(1, 2))) * size / (size - 1)
+    area, ratio = width * height, (width * w) / (height * h).clamp_min(1e-6)
+    if not (area.min() <= 0.2 and area.max() >= 0.7):
+        raise Failure(f"the crops covered {area.min():.0%} to {area.max():.0%} of the image; expected 8% to 100% "
+                      "(RandomResizedCrop(size, scale=(0.08, 1.0)))")
+    if not (ratio.min() >= 0.65 and ratio.max() <= 1.55 and ratio.max() / ratio.min() >= 1.4):
+        raise Failure(f"the crops' aspect ratios ran from {ratio.min():.2f} to {ratio.max():.2f}; expected 3/4 to "
+                      "4/3 (RandomResizedCrop(size, ratio=(3/4, 4/3)), torchvision's default)")
+    flipped = red[:, :, -1].mean(dim=1) < red[:, :, 0].mean(dim=1)
+    if not 0.3 <= _share(flipped) <= 0.7:
+        raise Failure(f"{_share(flipped):.0%} of the views were flipped left to right; expected about half "
+                      "(RandomHorizontalFlip(p=0.5))")
