@@ -1,9 +1,10 @@
 """Hidden suite of 03_simclr: every graded function against the reference.
 
-Run by the grader (`autograder.grading.grade`), inside nbgrader's kernel
-(`autograder.frontends.nbgrader_hook`), or by hand::
+Run by the grader (`autograder.grading.grade`: the local ``grade`` command
+and Gradescope) and inside nbgrader's kernel
+(`autograder.frontends.nbgrader_hook`); to grade one notebook by hand::
 
-    pytest autograder/suites/test_03_simclr.py --submission path/to/03_simclr.ipynb
+    python -m autograder grade path/to/03_simclr.ipynb
 """
 from __future__ import annotations
 
