@@ -151,17 +151,22 @@ def _call_name(name, *args, **kwargs):
     return describe_call(name, args, kwargs)
 
 
-def _check_values(student, name, cases, reference, hints=()):
+def _check_values(student, name, cases, reference, hints=(), call_name=None, scalar=False):
     """Call ``name`` on each case (at ordinary scale), compare with the reference, check inputs are
-    untouched; then the float64 precision case."""
+    untouched; then the float64 precision case. ``call_name(*args)`` names a call in the feedback;
+    ``scalar``: the result must be a 0-dim tensor (the losses)."""
+    call_name = call_name or (lambda *a: _call_name(name, *a))
     for i, args in enumerate(cases):
         args = _ordinary(args, seed=i)
         result = student.call(name, *args, return_args=True)
-        call = _call_name(name, *args)
+        call = call_name(*args)
+        if scalar and type(result.value) is torch.Tensor and result.value.dim() != 0:
+            raise Failure(f"{call} returned shape {list(result.value.shape)}; expected a 0-dim tensor "
+                          "(a single number: use .mean() or .sum(), not a per-row result)")
         expect_tensor(result.value, _want(reference, *args), call=call,
                       hints=[*hints, *_float32_hints(reference, args)], inputs=args, **_tol(args[0].dtype))
         expect_unchanged([a for a in args if isinstance(a, torch.Tensor)], result.args_after, call=call)
-    _check_float64_precision(student, name, reference, cases[-1], lambda *a: _call_name(name, *a))
+    _check_float64_precision(student, name, reference, cases[-1], call_name)
 
 
 # --------------------------------------------------------------------------- sim
@@ -220,17 +225,8 @@ def _loss_cases(dtypes=(torch.float32, torch.float64), sizes=((1, 4, 0.5), (3, 5
 
 
 def _check_loss(student, name, ref_loss, cases):
-    for i, args in enumerate(cases):
-        args = _ordinary(args, seed=i)
-        result = student.call(name, *args, return_args=True)
-        call = _call_name(name, *args[:2], tau=args[2])
-        if type(result.value) is torch.Tensor and result.value.dim() != 0:
-            raise Failure(f"{call} returned shape {list(result.value.shape)}; expected a 0-dim tensor "
-                          "(a single number: use .mean() or .sum(), not a per-row result)")
-        expect_tensor(result.value, _want(ref_loss, *args), call=call,
-                      hints=[*LOSS_HINTS, *_float32_hints(ref_loss, args)], inputs=args, **_tol(args[0].dtype))
-        expect_unchanged(list(args[:2]), result.args_after, call=call)
-    _check_float64_precision(student, name, ref_loss, cases[-1], lambda *a: _call_name(name, *a[:2], tau=a[2]))
+    _check_values(student, name, cases, ref_loss, LOSS_HINTS, call_name=lambda *a: _call_name(name, *a[:2], tau=a[2]),
+                  scalar=True)
 
 
 @graded(NB, "simclr_loss_naive", "values")
