@@ -200,9 +200,18 @@ def default_level() -> str:
     return os.environ.get(ENV_LEVEL) or "auto"
 
 
-def _last_line(text: bytes | str) -> str:
-    lines = (text.decode("utf-8", "replace") if isinstance(text, bytes) else text).strip().splitlines()
-    return lines[-1].strip()[:200] if lines else ""
+def _probe(argv: list[str], timeout: float, **popen) -> tuple[bool, str] | None:
+    """Run a probe command: ``None`` if it succeeded, else ``(started, what went wrong)``."""
+    try:
+        proc = subprocess.run(argv, capture_output=True, timeout=timeout, **popen)
+    except subprocess.TimeoutExpired:
+        return True, f"no answer within {timeout:g} s"
+    except OSError as e:
+        return False, f"{type(e).__name__}: {e.strerror or e}"  # not the file name: a path of this machine
+    if proc.returncode == 0:
+        return None
+    lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+    return True, lines[-1].strip()[:200] if lines else f"exit status {proc.returncode}"
 
 
 @functools.lru_cache(maxsize=None)
@@ -210,16 +219,14 @@ def bubblewrap_problem() -> str | None:
     """Why bubblewrap cannot sandbox a child here, or ``None`` when it can (containers may forbid it)."""
     if shutil.which("bwrap") is None:
         return "bubblewrap is not installed"
-    argv = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-net"]
-    argv += _system_binds()
-    try:
-        proc = subprocess.run(argv + ["--proc", "/proc", "--dev", "/dev", "true"], capture_output=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"bubblewrap could not be started ({type(e).__name__}: {e})"
-    if proc.returncode != 0:
-        said = _last_line(proc.stderr) or f"exit status {proc.returncode}"
-        return f"bubblewrap is installed but cannot create namespaces here ({said})"
-    return None
+    argv = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-net", *_system_binds(),
+            "--proc", "/proc", "--dev", "/dev", "true"]
+    failed = _probe(argv, timeout=20)
+    if failed is None:
+        return None
+    started, said = failed
+    return f"bubblewrap is installed but cannot create namespaces here ({said})" if started \
+        else f"bubblewrap could not be started ({said})"
 
 
 def bubblewrap_works() -> bool:
@@ -232,16 +239,12 @@ def unprivileged_problem() -> str | None:
     """Why the child cannot run as the sandbox user here, or ``None`` when it can."""
     if not (hasattr(os, "geteuid") and os.geteuid() == 0):
         return "running code as another user needs root"
-    user = pwd.getpwuid(sandbox_ids()[0]).pw_name
-    try:
-        proc = subprocess.run([sys.executable, "-E", "-s", "-c", "import torch"], capture_output=True, timeout=60,
-                              cwd="/", preexec_fn=_drop_privileges(*sandbox_ids(), Limits()))
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"the sandbox user {user} cannot run this Python ({type(e).__name__}: its folders are closed to it)"
-    if proc.returncode != 0:
-        return (f"the sandbox user {user} cannot run this Python and import torch (its folders are closed to "
-                f"other users: {_last_line(proc.stderr) or f'exit status {proc.returncode}'})")
-    return None
+    failed = _probe([sys.executable, "-E", "-s", "-c", "import torch"], timeout=60, cwd="/",
+                    preexec_fn=_drop_privileges(*sandbox_ids(), Limits()))
+    if failed is None:
+        return None
+    return (f"the sandbox user {pwd.getpwuid(sandbox_ids()[0]).pw_name} cannot run this Python and import torch "
+            f"(are its folders closed to other users? {failed[1]})")
 
 
 def unprivileged_works() -> bool:
@@ -295,7 +298,7 @@ def choose_launcher(level: str | None = None, limits: Limits = Limits()) -> Isol
         elif level == "unprivileged":
             reason = f"{_weaker_because(False)}; as root, the child runs as the sandbox user"
         else:
-            reason = f"{_weaker_because(root)}"
+            reason = _weaker_because(root)
             if root and asked == "auto":
                 raise RuntimeError(f"refusing to run student code as root without a sandbox: {reason}. To fix it: "
                                    f"{_no_sandbox_help(root)}")
