@@ -5,6 +5,7 @@
     python -m autograder gradebook FOLDER --csv FILE       grade every submission in FOLDER into a CSV
     python -m autograder gradescope-zip [--out FILE]       build the Gradescope autograder zip
     python -m autograder gradescope-run [--root DIR]       what run_autograder calls inside Gradescope
+    python -m autograder nbgrader-course DIR [--force]     an nbgrader course directory with the safe set-up
 """
 from __future__ import annotations
 
@@ -79,6 +80,24 @@ def _gradescope_run(args) -> int:
     return 0
 
 
+def _nbgrader_course(args) -> int:
+    from .nbgrader_course import ASSIGNMENT, make_course
+
+    root = Path(args.dir)
+    try:
+        copied = make_course(root, course_id=args.course_id, force=args.force)
+    except FileExistsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"nbgrader course {args.course_id!r} in {root}: nbgrader_config.py and {len(copied)} source notebook(s) "
+          f"in source/{ASSIGNMENT}/ ({', '.join(p.name for p in copied)}). Next, in {root}:\n"
+          f"  nbgrader generate_assignment {ASSIGNMENT}\n"
+          f"  (collect submissions into submitted/<student>/{ASSIGNMENT}/)\n"
+          f"  nbgrader autograde {ASSIGNMENT}\n"
+          f"  nbgrader generate_feedback {ASSIGNMENT}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,5 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("gradescope-run", help="grade ROOT/submission into ROOT/results/results.json")
     r.add_argument("--root", default="/autograder")
     r.set_defaults(run=_gradescope_run)
+    n = sub.add_parser("nbgrader-course", help="create an nbgrader course directory with the kit's safe set-up")
+    n.add_argument("dir", help="the course directory to create (must be empty or new)")
+    n.add_argument("--course-id", default="ssl_kit", help="nbgrader's course id (default ssl_kit)")
+    n.add_argument("--force", action="store_true",
+                   help="rewrite nbgrader_config.py and the source notebooks in a non-empty DIR")
+    n.set_defaults(run=_nbgrader_course)
     args = parser.parse_args(argv)
     return args.run(args)

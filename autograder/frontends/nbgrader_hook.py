@@ -1,4 +1,4 @@
-"""nbgrader's side: a hidden-test cell grades one function with the hidden suite.
+"""What a source notebook's hidden-test cell calls: one function's checks, run in the notebook.
 
 The source notebook's hidden-test cell of function ``sim`` is::
 
@@ -7,16 +7,22 @@ The source notebook's hidden-test cell of function ``sim`` is::
     check("sim", globals())
     ### END HIDDEN TESTS
 
-`check` runs that function's checks on the kernel's definitions (nbgrader
-runs the student's notebook in one kernel, so there is no child process
-here), prints the feedback on stdout, and returns the score: nbgrader reads a
-number as partial credit. A score of 0 raises, so that the cell shows as
-failed. Nothing goes to stderr, which nbgrader would punish with a 0.
+Run in the solution notebook (by the instructor, by CI), `check` runs that
+function's checks on the kernel's definitions, prints the feedback on stdout
+and returns the score; a score of 0 raises, so that the cell shows as failed.
+Nothing goes to stderr.
+
+Under ``nbgrader autograde`` (``NBGRADER_EXECUTION=autograde``) the kernel
+runs the student's code, so nothing decided there can be trusted: `check`
+raises `NotGradedHere` without loading the reference or the suite (the
+confined kernel cannot see them), and `nbgrader_grade.GradeOutsideKernel` replaces the cell's
+outputs with the grade the sandboxed grader gives.
 """
 from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import sys
 import warnings
 from typing import Any, Mapping
@@ -33,8 +39,24 @@ class GradeFailed(AssertionError):
     """Raised by `check` when a function scores 0."""
 
 
+GRADED_OUTSIDE = ("{function} is graded outside this notebook's kernel by the kit's autograder, whose score and "
+                  "feedback replace this cell's output. If you see this, autograde ran without the kit's "
+                  "configuration (python -m autograder nbgrader-course makes it), so this cell scores 0.")
+
+
+class NotGradedHere(RuntimeError):
+    """Raised by `check` under autograde: the score is decided outside the kernel, never by this cell."""
+
+
 def check(function: str, namespace: Mapping[str, Any]) -> float:
-    """Grade ``function`` as defined in ``namespace``; returns its score."""
+    """Grade ``function`` as defined in ``namespace``; returns its score.
+
+    Under autograde, raises `NotGradedHere` (so that a course that lost the
+    kit's configuration gives 0, never full marks, for a cell it did not
+    grade outside the kernel).
+    """
+    if os.environ.get("NBGRADER_EXECUTION") == "autograde":
+        raise NotGradedHere(GRADED_OUTSIDE.format(function=function))
     notebook = all_functions()[function]
     ref = load_reference(notebook)
     deps = dependencies(notebook)[function]

@@ -132,29 +132,56 @@ def _system_binds() -> list[str]:
     return argv
 
 
-def _bwrap_argv(request: LaunchRequest, drop_to: tuple[int, int] | None) -> list[str]:
+def setpriv_prefix(uid: int, gid: int) -> list[str]:
+    """The prefix that runs a command as ``uid:gid`` with no capabilities and no way to regain any."""
+    setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+    return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--inh-caps=-all",
+            "--bounding-set=-all", "--no-new-privs"]
+
+
+def bwrap_command(inner: list[str], *, chdir: str, read_only: list[str] = (), writable: list[str] = (),
+                  hidden: list[str] = (), env: dict[str, str] | None = None,
+                  drop_to: tuple[int, int] | None = None) -> list[str]:
+    """The ``bwrap`` command line that runs ``inner`` in a new sandbox.
+
+    The sandbox has its own mount, PID, network, IPC and UTS namespaces, an
+    empty environment but ``env``, the system's programs and libraries and
+    the Python installation read-only, a private ``/tmp``, and of this
+    machine's other folders only ``read_only`` (then ``hidden``, empty
+    folders laid over any of them that lie inside a bound one) and
+    ``writable``, in that order, so that a later bind may sit inside an
+    earlier one. ``drop_to`` runs ``inner`` as that uid and gid (for root).
+    """
     argv = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net", "--unshare-ipc",
             "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox", "--clearenv"]
     argv += _system_binds()
-    binds = [p for p in _python_roots() if not any(p == s or p.startswith(s + os.sep) for s in _SYSTEM)]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    roots = [p for p in _python_roots() if not any(p == s or p.startswith(s + os.sep) for s in _SYSTEM)]
+    read_only = [*roots, *(p for p in read_only if p not in roots)]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
     # bwrap makes missing parent folders 0700: make them traversable for the unprivileged user first
-    parents = sorted({str(a) for p in [*binds, request.workdir] for a in Path(p).parents if str(a) != "/"},
+    parents = sorted({str(a) for p in [*read_only, *writable] for a in Path(p).parents if str(a) != "/"},
                      key=lambda a: a.count(os.sep))
     for parent in parents:
         argv += ["--perms", "0755", "--dir", parent]
-    for path in binds:
+    for path in read_only:
         argv += ["--ro-bind", path, path]
-    argv += ["--bind", request.workdir, request.workdir, "--chdir", request.workdir]
-    for key, value in request.env.items():
+    for path in hidden:
+        if os.path.isdir(path) and any(path == b or path.startswith(b + os.sep) for b in read_only):
+            argv += ["--tmpfs", path]
+    for path in writable:
+        argv += ["--bind", path, path]
+    argv += ["--chdir", chdir]
+    for key, value in (env or {}).items():
         argv += ["--setenv", key, value]
-    inner = [request.python, "-E", "-s", "-B", request.child_script, str(request.read_fd), str(request.write_fd)]
     if drop_to is not None:
-        uid, gid = drop_to
-        setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
-        inner = [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--inh-caps=-all",
-                 "--bounding-set=-all", "--no-new-privs", *inner]
+        inner = [*setpriv_prefix(*drop_to), *inner]
     return argv + ["--", *inner]
+
+
+def _bwrap_argv(request: LaunchRequest, drop_to: tuple[int, int] | None) -> list[str]:
+    inner = [request.python, "-E", "-s", "-B", request.child_script, str(request.read_fd), str(request.write_fd)]
+    return bwrap_command(inner, chdir=request.workdir, writable=[request.workdir], env=request.env,
+                         drop_to=drop_to)
 
 
 def bubblewrap_launcher(limits: Limits = Limits()) -> Launcher:
