@@ -5,8 +5,12 @@
 - ``gradescope``: ``results.json`` in Gradescope's format, and the run inside
   its container (``gradescope_schema.json`` is that format, for the tests);
   ``package``: the autograder zip (``setup.sh``, ``run_autograder``);
-- ``nbgrader_hook``: what the notebooks' hidden-test cells call under
-  ``nbgrader autograde``;
+- ``nbgrader_hook``: what the source notebooks' hidden-test cells call (it
+  grades in the solution notebook, never under ``nbgrader autograde``);
+  ``nbgrader_grade``: the autograde step that decides the scores outside the
+  student's kernel; ``nbgrader_kernel``: that kernel, confined;
+  ``nbgrader_setup``: the kit's nbgrader configuration; ``nbgrader_course``:
+  ``python -m autograder nbgrader-course DIR``;
 - ``gradebook``: a folder of submissions graded into one CSV;
 - ``report``: the per-function table for the terminal;
 - ``examples``: example submissions made from the release (the demo's and
