@@ -113,36 +113,76 @@ def expect_unchanged(before: Sequence[torch.Tensor], after: Mapping[Any, Any] | 
                           "(e.g. x = x / n, not x /= n)")
 
 
+def fresh_inputs(args: Sequence[Any], seed: int) -> list[Any]:
+    """``args`` with every floating-point tensor replaced by a new seeded normal one of its shape and dtype."""
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(a.shape, generator=g, dtype=a.dtype) if type(a) is torch.Tensor and a.is_floating_point()
+            else a for a in args]
+
+
+def _median(values: Sequence[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
 def expect_vectorized(student: Student, name: str, args: Sequence[Any], *, reference: Callable,
-                      loop: Callable, closeness: float = 0.8, rounds: int = 3) -> str:
-    """Fail unless the student's ``name(*args)`` runs near the vectorized reference's speed.
+                      loop: Callable, closeness: float = 0.8, rounds: int = 3, repeats: int = 5,
+                      rtol: float = 1e-4, atol: float = 1e-5) -> str:
+    """Fail unless the student's ``name`` runs near the vectorized reference's speed on inputs like ``args``.
 
     ``loop`` is the same computation written with a Python loop over the
-    rows (one iteration per batch element, vectorized inside). The reference
-    and the loop are timed in this process and the student's function in its
-    own, all on one thread, interleaved over ``rounds`` (medians), so that load
-    on a shared machine hits all alike. On a log scale from the reference (0)
-    to the loop (1), the student's time must fall at or below ``closeness``:
-    whole-tensor code, even a wasteful one (broadcasting instead of a matrix
-    product), sits well below 0.8; a loop over the rows sits near 1. Returns
-    the figures (for the staff).
+    rows (one iteration per batch element, vectorized inside). Over
+    ``rounds``, interleaved so that load on a shared machine hits all alike:
+    with the student's processes stopped, this process times the reference
+    and the loop (one thread) and what the channel adds to a call
+    (`Student.channel_overhead`); then the student's function is called, as
+    ordinary calls, on fresh inputs of the same shapes (`fresh_inputs`), each
+    call timed here and its value checked against the reference's (a wrong
+    value fails the check: a timed call is a checked one). The student's
+    fastest call less the channel's fastest round trip (both floors: the
+    channel's latency has a long tail) is its time. On a log scale from the
+    reference (0) to the loop (1), that time must fall at or below ``closeness``: whole-tensor code, even a
+    wasteful one (broadcasting instead of a matrix product), sits well below
+    0.8; a loop over the rows sits near 1. Returns the figures (for the staff).
     """
-    from course_utils.checks import time_function
+    import time
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        t_s, t_r, t_l = [], [], []
-        for _ in range(rounds):
-            t_r.append(time_function(lambda: reference(*args), repeats=5, warmup=1))
-            t_s.append(student.time(name, *args, repeats=5, warmup=1))
-            t_l.append(time_function(lambda: loop(*args), repeats=3, warmup=1))
+        t_s, t_r, t_l, t_o = [], [], [], []
+        for r in range(rounds):
+            batch = [fresh_inputs(args, 1000 * (r + 1) + k) for k in range(repeats + 1)]  # the first: warm-up
+            with student.paused():
+                wants = [reference(*a) for a in batch]
+                times = []
+                for a in batch[1:]:
+                    start = time.perf_counter()
+                    reference(*a)
+                    times.append(time.perf_counter() - start)
+                t_r.append(_median(times))
+                loop(*batch[0])
+                times = []
+                for a in batch[1:4]:
+                    start = time.perf_counter()
+                    loop(*a)
+                    times.append(time.perf_counter() - start)
+                t_l.append(_median(times))
+                t_o.append(student.channel_overhead(name, batch[1:], t_r[-1]))
+            own = []
+            for k, (a, want) in enumerate(zip(batch, wants)):
+                result, seconds = student.timed(name, *a)
+                expect_tensor(result.value, want, call=f"{describe_call(name, a, {})} (timed, with new inputs)",
+                              rtol=rtol, atol=atol)
+                if k:
+                    own.append(seconds)
+            t_s.append(min(own))  # the floor: the channel's latency has a long tail, the code's cost does not
     finally:
         torch.set_num_threads(threads)
-    ts, tr, tl = (sorted(t)[len(t) // 2] for t in (t_s, t_r, t_l))
+    ts, tr, tl, overhead = (_median(t) for t in (t_s, t_r, t_l, t_o))
+    ts = max(ts - overhead, 0.0)
     limit = tr * (tl / tr) ** closeness if tl > tr else 2 * tr
     figures = (f"yours {ts * 1e3:.3g} ms, reference {tr * 1e3:.3g} ms, a loop over the rows {tl * 1e3:.3g} ms, "
-               f"limit {limit * 1e3:.3g} ms")
+               f"limit {limit * 1e3:.3g} ms (the channel's {overhead * 1e3:.3g} ms left out)")
     if ts > limit:
         raise Failure(f"{name} is too slow ({figures}): it should have no Python loop over the batch, "
                       "positions or pairs; use whole-tensor operations")

@@ -30,7 +30,7 @@ from ..isolation.student_process import StudentError, StudentProcess
 from .checks import checks_of
 from .extract import CLEAR_OUTPUTS, DEFAULT_MAX_BYTES, NotebookError, extract_from_paths
 from .points import NOTEBOOKS, POINTS, dependencies, graded_functions
-from .reference import REPO, load_reference
+from .reference import REPO, load_reference, reference_source
 from .results import CheckResult, GradingResult
 from .runner import run_checks
 from .students import RemoteStudent
@@ -135,6 +135,10 @@ def grade_notebook(notebook: str, path: Path | str | None, *, isolation: Isolati
     suite = importlib.import_module(SUITES[notebook])
     process = StudentProcess(extraction.source, call_timeout=call_timeout, threads=threads,
                              launcher=isolation.launcher, packages=PACKAGES)
+    # the timing twin: the reference in a child like the student's, to measure what the channel adds
+    twin = lambda: StudentProcess(reference_source(notebook), call_timeout=call_timeout,  # noqa: E731
+                                  threads=threads, launcher=isolation.launcher, packages=PACKAGES)
+    student = RemoteStudent(process, substitutes, twin=twin)
     try:
         process.start()
     except StudentError as e:
@@ -150,8 +154,9 @@ def grade_notebook(notebook: str, path: Path | str | None, *, isolation: Isolati
         result.warnings += [f"{notebook}: {x['cell'] or 'a cell'} uses {x['name']!r} before a later cell defines it; "
                             "it was loaded after the rest, as it worked in your kernel, but your notebook does not "
                             "run top to bottom (check with Restart & Run All)" for x in process.late_loads]
-        result.checks += run_checks(checks_of(suite), RemoteStudent(process, substitutes), ref)
+        result.checks += run_checks(checks_of(suite), student, ref)
     finally:
+        student.close()
         process.close()
 
 

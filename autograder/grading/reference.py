@@ -28,13 +28,18 @@ def notebook_path(notebook: str) -> Path:
 
 
 @functools.lru_cache(maxsize=None)
+def reference_source(notebook: str) -> str:
+    """The reference definitions of ``notebook`` as source text (for the timing twin, a child process)."""
+    return extract_from_paths([notebook_path(notebook)]).source
+
+
+@functools.lru_cache(maxsize=None)
 def load_reference(notebook: str) -> types.ModuleType:
     """The reference definitions of ``notebook`` as a module (cached per process)."""
-    extraction = extract_from_paths([notebook_path(notebook)])
     module = types.ModuleType(f"reference_{notebook}")
     module.__file__ = str(notebook_path(notebook))
     sys.modules[module.__name__] = module  # so that dataclasses and pickling by name work
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))  # the notebooks import course_utils
-    exec(compile(extraction.source, f"<reference {notebook}>", "exec"), module.__dict__)
+    exec(compile(reference_source(notebook), f"<reference {notebook}>", "exec"), module.__dict__)
     return module

@@ -2,10 +2,16 @@
 
 `RemoteStudent` wraps a `StudentProcess` (the local command and Gradescope:
 the student's code runs in a sandboxed child, only data crosses);
-`LocalStudent` calls the definitions of a namespace in this process (an
-nbgrader kernel's globals). Both take ``substitutes``: for each graded
-function, the reference versions of the graded functions it is meant to call
-(`points.DEPENDS`).
+`LocalStudent` calls the definitions of a namespace in this process (the
+solution notebook's globals, the kit's tests). Both take ``substitutes``: for
+each graded function, the reference versions of the graded functions it is
+meant to call (`points.DEPENDS`).
+
+Timing (`Student.timed`) is done by the grader around ordinary calls: the
+student's process reports no time that is used, cannot tell a timed call
+from a checked one, and is stopped (`Student.paused`) while the reference is
+timed. What the channel adds to a call is measured on a trusted child
+running the reference (`RemoteStudent`'s ``twin``), never on the student's.
 """
 from __future__ import annotations
 
@@ -26,7 +32,18 @@ class Student(Protocol):
              then_call: Sequence[Sequence[Any]] | None = None, seed: int | None = None,
              **kwargs: Any) -> CallResult: ...
 
-    def time(self, name: str, *args: Any, repeats: int = 5, warmup: int = 1, **kwargs: Any) -> float: ...
+    def timed(self, name: str, *args: Any) -> tuple[CallResult, float]:
+        """Call ``name(*args)`` once; the result and the seconds the grader measured for the student's code."""
+        ...
+
+    def paused(self) -> contextlib.AbstractContextManager:
+        """A block during which none of the student's processes runs."""
+        ...
+
+    def channel_overhead(self, name: str, inputs: Sequence[Sequence[Any]], local_seconds: float) -> float:
+        """Seconds the channel adds to one call of ``name`` on arguments like ``inputs``, given that the
+        reference takes ``local_seconds`` in this process."""
+        ...
 
 
 _SPECS = {"pil_image": "a PIL image", "mlp": "an MLP", "generator": "a torch.Generator"}
@@ -77,18 +94,61 @@ class RemoteStudent:
     reference versions, used by ``call`` (not by ``time``).
     """
 
-    def __init__(self, process: StudentProcess, substitutes: Mapping[str, Mapping[str, Callable]] | None = None):
+    def __init__(self, process: StudentProcess, substitutes: Mapping[str, Mapping[str, Callable]] | None = None,
+                 twin: Callable[[], StudentProcess] | None = None):
         self.process = process
         self.substitutes = dict(substitutes or {})
         self.substitute_when_timing = False  # set by run_checks to re-time with the reference dependencies
+        self._make_twin = twin  # a child running the reference, started on the first timing
+        self._twin: StudentProcess | None = None
 
     def call(self, name, *args, **options) -> CallResult:
         with _naming(name, args, options):
             return self.process.call(name, *args, substitute=self.substitutes.get(name) or None, **options)
 
-    def time(self, name, *args, repeats=5, warmup=1, **kwargs) -> float:
-        substitute = self.substitutes.get(name) if self.substitute_when_timing else None
-        return self.process.time(name, *args, repeats=repeats, warmup=warmup, substitute=substitute or None, **kwargs)
+    def timed(self, name, *args) -> tuple[CallResult, float]:
+        substitute = (self.substitutes.get(name) if self.substitute_when_timing else None) or None
+        with _naming(name, args, {}):
+            result = self.process.call(name, *args, substitute=substitute)
+        seconds = self.process.own_seconds(result, substitute)
+        if seconds < result.seconds:  # the callbacks' answers were left out: so is their channel latency
+            seconds = max(0.0, seconds - result.callbacks * self._latency())
+        return result, seconds
+
+    def paused(self):
+        return self.process.paused()
+
+    def channel_overhead(self, name, inputs, local_seconds) -> float:
+        twin = self._started_twin()
+        if twin is None:
+            return 0.0
+        twin.call(name, *inputs[0])  # warm-up
+        trips = [twin.call(name, *args).seconds for args in inputs]
+        return max(0.0, min(trips) - local_seconds)
+
+    def _latency(self) -> float:
+        """The round trip of an empty request, measured on the twin (0 without one)."""
+        twin = self._started_twin()
+        if twin is None:
+            return 0.0
+        trips = []
+        for _ in range(5):
+            start = time.perf_counter()
+            twin.ping()
+            trips.append(time.perf_counter() - start)
+        return min(trips)
+
+    def _started_twin(self) -> StudentProcess | None:
+        if self._twin is None and self._make_twin is not None:
+            self._twin = self._make_twin()
+            self._twin.start()
+        return self._twin
+
+    def close(self) -> None:
+        """Stop the twin, if one was started (the student's process is the caller's)."""
+        if self._twin is not None:
+            self._twin.close()
+            self._twin = None
 
 
 def _local_build(value: Any) -> Any:
@@ -174,9 +234,17 @@ class LocalStudent:
         after = {**dict(enumerate(args)), **kwargs} if return_args else None
         return CallResult(value, grads, after, "", time.perf_counter() - start)
 
-    def time(self, name, *args, repeats=5, warmup=1, **kwargs) -> float:
-        from course_utils.checks import time_function
+    def timed(self, name, *args) -> tuple[CallResult, float]:
+        substitutes = self.substitutes.get(name, {}) if self.substitute_when_timing else {}
+        saved, self.substitutes = self.substitutes, {**self.substitutes, name: substitutes}
+        try:
+            result = self.call(name, *args)
+        finally:
+            self.substitutes = saved
+        return result, result.seconds
 
-        fn = self._function(name)
-        with self._substituted(self.substitutes.get(name, {}) if self.substitute_when_timing else {}):
-            return time_function(lambda: fn(*args, **kwargs), repeats=repeats, warmup=warmup)
+    def paused(self):
+        return contextlib.nullcontext()  # one process: nothing else of the student's runs meanwhile
+
+    def channel_overhead(self, name, inputs, local_seconds) -> float:
+        return 0.0

@@ -12,7 +12,7 @@ Requests, one reply each:
 ``{"op": "shutdown"}``
     -> ``{"ok": True, "value": None}``, then the child exits at once (status 0).
 ``{"op": "call", "name": str, "args": list, "kwargs": dict, "options": dict}``
-    -> ``{"ok": True, "value": result, "seconds": float, "grads": list|None,
+    -> ``{"ok": True, "value": result, "grads": list|None,
     "args_after": {"args": list, "kwargs": dict}|None}``
 
     ``options`` (all optional):
@@ -24,28 +24,23 @@ Requests, one reply each:
       fills ``grads``, one entry per ``grad_of`` item (``None`` if unused).
     - ``return_args``: true to send back all arguments after the call in
       ``args_after`` (to check in-place changes, or their absence).
-    - ``repeat`` (int >= 1) and ``warmup`` (int >= 0): timing mode. The call
-      runs ``warmup`` times, then ``repeat`` timed times; ``seconds`` is the
-      median, ``value`` is ``None``. Not combinable with the two above.
     - ``seed`` (int): seeds ``random`` and torch's global generator (and
       NumPy's, if the submission imported it) just before the call, so that
       random functions (augmentations) give the same draws on every run.
     - ``then_call``: a list of argument lists; the call's result must be a
       callable (e.g. a transform), and ``value`` becomes the list of its
-      results on each argument list. Not combinable with ``grad_of`` or timing.
+      results on each argument list. Not combinable with ``grad_of``.
     - ``substitute``: list of distinct names (identifiers, not dunder) that,
       for the duration of this request only, are bound in the ``submission``
       module's globals to stubs that call back to the grader (see below). The
       original bindings (or their absence) are restored afterwards, also when
       the student's code raised. A stub kept by the student and called outside
-      its request raises ``RuntimeError``. Works with timing, too (each call
-      of a stub is one callback); there a call's time leaves out the waits
-      for the grader's answers, so that it measures the function's own code,
-      unless a substituted name was called more than `CALLS_NOT_TIMED` times
-      in it (a loop over the rows keeps paying for its callbacks).
+      its request raises ``RuntimeError``.
 
-    Without timing, ``seconds`` is the duration of the one call (callbacks
-    included). CUDA is synchronised around timed calls when it is in use.
+    There is no timing mode: the grader times calls itself, from its side of
+    the channel, with ordinary requests, so a timed call looks like any other
+    and the child reports no time at all (its clocks are the student's).
+    CUDA is synchronised before the reply when in use.
 
 Any request may fail with ``{"ok": False, "kind": kind, "type": str,
 "message": str, "traceback": str}``; ``kind`` is ``"exception"`` (the
@@ -57,9 +52,7 @@ student's code raised, or returned something that cannot be sent),
 from __future__ import annotations
 
 import random
-import statistics
 import sys
-import time
 import traceback
 import types
 from typing import Any, Callable
@@ -72,10 +65,6 @@ from child_values import RequestError, build, check_keys, export
 
 FILENAME = "<submission>"
 _MISSING = object()  # a substituted name the submission did not define
-CALLS_NOT_TIMED = 4
-"""In timing mode, the waits for the grader's answers to callbacks are left out of a call's time
-while the substituted names were called at most this many times each in it (a vectorized function
-calls each dependency a few times, a loop over the rows once per row, and keeps paying for it)."""
 
 
 # --------------------------------------------------------------------------- errors
@@ -160,8 +149,7 @@ class Server:
         if type(name) is not str or type(args) is not list or type(kwargs) is not dict \
                 or type(options) is not dict:
             raise RequestError("call: name must be a str, args a list, kwargs and options dicts")
-        unknown = set(options) - {"grad_of", "grad_output", "return_args", "repeat", "warmup",
-                                  "substitute", "seed", "then_call"}
+        unknown = set(options) - {"grad_of", "grad_output", "return_args", "substitute", "seed", "then_call"}
         if unknown:
             raise RequestError(f"call: unknown options {sorted(unknown)}")
         substitute = self._substitute_names(options.get("substitute"))
@@ -172,11 +160,7 @@ class Server:
             return failure("missing", "TypeError", f"{name!r} is a {type(fn).__name__}, "
                                                     "not a function")
         args, kwargs = build(args), build(kwargs)
-        inputs = None
-        if "repeat" in options:
-            self._check_timing(options)
-        else:
-            inputs = self._grad_inputs(options.get("grad_of"), args, kwargs)
+        inputs = self._grad_inputs(options.get("grad_of"), args, kwargs)
         then_call = self._then_call_args(options)
         saved = self._bind(substitute)
         try:
@@ -184,8 +168,6 @@ class Server:
                 _seed(options["seed"])
             if then_call is not None:
                 return self._call_then(fn, args, kwargs, then_call)
-            if "repeat" in options:
-                return self._time(name, fn, args, kwargs, options, [stub for *_, stub in saved])
             return self._call(name, fn, args, kwargs, options, inputs)
         finally:
             self._restore(saved)
@@ -199,13 +181,12 @@ class Server:
         calls = options["then_call"]
         if type(calls) is not list or not all(type(c) is list for c in calls):
             raise RequestError("then_call must be a list of argument lists")
-        if set(options) & {"grad_of", "grad_output", "return_args", "repeat"}:
-            raise RequestError("then_call cannot be combined with grad_of, return_args or timing")
+        if set(options) & {"grad_of", "grad_output", "return_args"}:
+            raise RequestError("then_call cannot be combined with grad_of or return_args")
         return [build(c) for c in calls]
 
     @staticmethod
     def _call_then(fn: Callable, args: list, kwargs: dict, calls: list) -> dict:
-        start = time.perf_counter()
         try:
             made = fn(*args, **kwargs)
             if not callable(made):
@@ -213,8 +194,7 @@ class Server:
             value = [made(*c) for c in calls]
         except Exception as e:
             return _exception_reply(e)
-        return {"ok": True, "value": export(value), "seconds": time.perf_counter() - start,
-                "grads": None, "args_after": None}
+        return {"ok": True, "value": export(value), "grads": None, "args_after": None}
 
     def _substitute_names(self, names: Any) -> list[str]:
         if names is None:
@@ -250,18 +230,16 @@ class Server:
 
     def _call(self, name: str, fn: Callable, args: list, kwargs: dict, options: dict,
               inputs: list | None) -> dict:
-        start = time.perf_counter()
         try:
             value = fn(*args, **kwargs)
             _sync()
-            seconds = time.perf_counter() - start
             grads = None if inputs is None else self._grads(name, value, inputs,
                                                             options.get("grad_output"))
         except RequestError:
             raise
         except Exception as e:
             return _exception_reply(e)
-        return {"ok": True, "value": export(value), "seconds": seconds, "grads": grads,
+        return {"ok": True, "value": export(value), "grads": grads,
                 "args_after": {"args": export(args), "kwargs": export(kwargs)}
                 if options.get("return_args") else None}
 
@@ -303,39 +281,6 @@ class Server:
         grads = torch.autograd.grad(value, inputs, grad_outputs=grad_output,
                                     allow_unused=True)
         return [None if g is None else g.detach() for g in grads]
-
-    @staticmethod
-    def _check_timing(options: dict) -> None:
-        repeat, warmup = options["repeat"], options.get("warmup", 0)
-        if type(repeat) is not int or repeat < 1 or type(warmup) is not int or warmup < 0:
-            raise RequestError("repeat must be an int >= 1 and warmup an int >= 0")
-        if set(options) & {"grad_of", "grad_output", "return_args"}:
-            raise RequestError("timing (repeat) cannot be combined with grad_of/return_args")
-
-    @staticmethod
-    def _time(name: str, fn: Callable, args: list, kwargs: dict, options: dict,
-              stubs: list[Substitution]) -> dict:
-        """Median seconds of the timed calls, without the waits for the grader's answers to callbacks
-        when each substituted name was called at most `CALLS_NOT_TIMED` times in a call (see the module
-        docstring)."""
-        repeat, warmup = options["repeat"], options.get("warmup", 0)
-        times = []
-        try:
-            for i in range(warmup + repeat):
-                calls, waited = sum(s.calls for s in stubs), sum(s.waited for s in stubs)
-                _sync()
-                start = time.perf_counter()
-                fn(*args, **kwargs)
-                _sync()
-                seconds = time.perf_counter() - start
-                if sum(s.calls for s in stubs) - calls <= CALLS_NOT_TIMED * len(stubs):
-                    seconds -= sum(s.waited for s in stubs) - waited
-                if i >= warmup:
-                    times.append(max(0.0, seconds))
-        except Exception as e:
-            return _exception_reply(e)
-        return {"ok": True, "value": None, "seconds": statistics.median(times),
-                "grads": None, "args_after": None}
 
 
 def unencodable(request: Any, error: channel.EncodeError) -> dict:

@@ -27,7 +27,6 @@ constants for autograd. Several callbacks may precede the final reply.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any, Callable
 
 import torch
@@ -70,8 +69,6 @@ class Substitution:
         self.name = name
         self.exchange = exchange
         self.active = True  # cleared when the request ends
-        self.calls = 0  # callbacks sent, and seconds spent waiting for their answers (for timing)
-        self.waited = 0.0
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not self.active:
@@ -92,7 +89,6 @@ class Substitution:
         """Send one callback and return the grader's value (or raise its failure)."""
         message = {"callback": self.name, "phase": phase, "args": channel.plain(list(args)),
                    "kwargs": channel.plain(dict(kwargs)), **extra}
-        start = time.perf_counter()
         try:
             answer = self.exchange(message)
         except channel.EncodeError as e:
@@ -100,9 +96,6 @@ class Substitution:
                             f"version: {e}") from None
         except channel.ChannelError as e:
             raise RuntimeError(f"the grader's {self.name} did not answer: {e}") from None
-        finally:
-            self.calls += 1
-            self.waited += time.perf_counter() - start
         if type(answer) is dict and answer.get("ok") is True and set(answer) == {"ok", "value"}:
             return answer["value"]
         if type(answer) is dict and answer.get("ok") is False and \

@@ -131,6 +131,34 @@ def child_env(workdir: str, threads: int, statement_timeout: float,
 # --------------------------------------------------------------------------- the child
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it, parents first (from ``/proc``; just ``[pid]`` without it)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return [pid]
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:  # gone meanwhile
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses, so split after the last ')'
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 1:
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop(0)
+        if current not in found:
+            found.append(current)
+            todo += children.get(current, [])
+    return found
+
+
 class Child:
     """One running child: the process, the parent's pipe ends and its directory."""
 

@@ -21,8 +21,9 @@ code never enters the child.
 """
 from __future__ import annotations
 
-import math
+import contextlib
 import os
+import signal
 import shutil
 import subprocess
 import sys
@@ -47,6 +48,7 @@ from .launch import (
     LaunchRequest,
     child_env,
     default_launcher,
+    descendants,
     describe_exit,
 )
 
@@ -96,7 +98,11 @@ class CallResult:
         args_after: ``{position or keyword: value}`` of all arguments after
             the call when ``return_args`` was set, else ``None``.
         stdout_tail: the end (at most :data:`TAIL_BYTES`) of what the call printed.
-        seconds: how long the call took in the child.
+        seconds: how long the call took, measured by the grader from sending
+            the request to receiving the reply (the child's own figure is
+            never used: its clock is the student's).
+        callbacks: how many callbacks (``substitute``) the grader answered.
+        callback_seconds: the grader's own time computing those answers.
     """
 
     value: Any
@@ -104,6 +110,14 @@ class CallResult:
     args_after: dict | None
     stdout_tail: str
     seconds: float
+    callbacks: int = 0
+    callback_seconds: float = 0.0
+
+
+CALLS_NOT_TIMED = 4
+"""`StudentProcess.time` leaves the grader's time answering callbacks out of a call's time while each
+substituted name was called at most this many times in it (a vectorized function calls each dependency
+a few times, a loop over the rows once per row, and keeps paying for it)."""
 
 
 # --------------------------------------------------------------------------- the process
@@ -299,6 +313,9 @@ class StudentProcess:
         assert child is not None
         since = child.log_size()
         deadline = time.monotonic() + timeout
+        self._timing = (0.0, 0, 0.0)
+        callbacks_answered, answering = 0, 0.0
+        start = time.perf_counter()
         try:
             channel.send(child.request_fd, request, timeout=timeout)
         except channel.EncodeError:
@@ -311,10 +328,12 @@ class StudentProcess:
                                      timeout=max(0.0, deadline - time.monotonic()))
                 if type(reply) is not dict or "callback" not in reply:
                     break
+                began = time.perf_counter()
                 try:
                     answer = answer_callback(reply, callbacks or {}, what)
                 except CallbackViolation as e:
                     self._fail("protocol", str(e))
+                callbacks_answered, answering = callbacks_answered + 1, answering + time.perf_counter() - began
                 if time.monotonic() >= deadline:
                     raise channel.ChannelTimeout("the deadline passed during callbacks")
                 try:
@@ -326,6 +345,7 @@ class StudentProcess:
                                  timeout=max(0.0, deadline - time.monotonic()))
         except channel.ChannelError as e:
             self._fail_io(e, what, timeout)
+        self._timing = (time.perf_counter() - start, callbacks_answered, answering)
         tail = child.log_text(since)
         if type(reply) is not dict or type(reply.get("ok")) is not bool:
             self._fail("protocol", f"the student process sent an invalid reply to {what}")
@@ -413,9 +433,8 @@ class StudentProcess:
 
     def _call_result(self, reply: dict, tail: str, grad_of: list | None, n_args: int,
                      kwargs: dict) -> CallResult:
-        seconds, grads, after = reply.get("seconds"), reply.get("grads"), reply.get("args_after")
-        valid = set(reply) == {"ok", "value", "seconds", "grads", "args_after"} \
-            and type(seconds) is float and math.isfinite(seconds) and seconds >= 0 \
+        grads, after = reply.get("grads"), reply.get("args_after")
+        valid = set(reply) == {"ok", "value", "grads", "args_after"} \
             and (grads is None if grad_of is None else
                  type(grads) is list and len(grads) == len(grad_of)
                  and all(g is None or type(g) is torch.Tensor for g in grads)) \
@@ -431,31 +450,69 @@ class StudentProcess:
             grads=None if grad_of is None else dict(zip(grad_of, grads)),
             args_after=None if after is None else
             {**dict(enumerate(after["args"])), **after["kwargs"]},
-            stdout_tail=tail, seconds=seconds)
+            stdout_tail=tail, seconds=self._timing[0], callbacks=self._timing[1],
+            callback_seconds=self._timing[2])
 
     def time(self, name: str, *args: Any, repeats: int = 5, warmup: int = 1,
              timeout: float | None = None,
              substitute: Mapping[str, Callable] | None = None, **kwargs: Any) -> float:
         """Median seconds of ``repeats`` calls of ``name(*args, **kwargs)`` after
-        ``warmup`` untimed ones, all with the same arguments, in the child.
+        ``warmup`` untimed ones, all with the same arguments, timed here.
 
-        ``timeout`` (for all of them) defaults to ``call_timeout * (repeats + warmup)``.
-        ``substitute`` is as for :meth:`call`; the child leaves the waits for
-        the callbacks' answers out of the times (they measure the function's
-        own code), unless it calls a substituted name more than
-        ``CALLS_NOT_TIMED`` (4) times a call (see ``child_server.py``).
+        Each is an ordinary `call` (the child cannot tell it is timed), and the
+        time is the grader's, channel included (`CallResult.seconds`).
+        ``timeout`` is per call. ``substitute`` is as for :meth:`call`; the
+        grader's time answering the callbacks is left out (it measures the
+        function's own code) unless a substituted name was called more than
+        `CALLS_NOT_TIMED` times in the call.
         """
         if type(repeats) is not int or repeats < 1 or type(warmup) is not int or warmup < 0:
             raise ValueError("repeats must be an int >= 1 and warmup an int >= 0")
-        callbacks = check_substitute(substitute)
-        options: dict[str, Any] = {"repeat": repeats, "warmup": warmup}
-        if callbacks:
-            options["substitute"] = list(callbacks)
-        timeout = self.call_timeout * (repeats + warmup) if timeout is None else timeout
-        reply, tail = self._request(
-            {"op": "call", "name": name, "args": list(args), "kwargs": kwargs,
-             "options": options}, timeout, f"timing {name!r}", callbacks)
-        return self._call_result(reply, tail, None, len(args), kwargs).seconds
+        times = []
+        for i in range(warmup + repeats):
+            result = self.call(name, *args, timeout=timeout, substitute=substitute, **kwargs)
+            if i >= warmup:
+                times.append(self.own_seconds(result, substitute))
+        return sorted(times)[len(times) // 2]
+
+    @staticmethod
+    def own_seconds(result: CallResult, substitute: Mapping[str, Callable] | None) -> float:
+        """``result.seconds`` less the grader's time answering callbacks, while they were few (see `time`)."""
+        if result.callbacks and result.callbacks <= CALLS_NOT_TIMED * len(substitute or {}):
+            return max(0.0, result.seconds - result.callback_seconds)
+        return result.seconds
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Stop every process of the child (``SIGSTOP``) for the block, e.g. while the reference is timed.
+
+        The processes are the child's descendants (`launch.descendants`): in
+        bubblewrap's PID namespace that is every process the student's code
+        started; at the weaker levels a process that left the tree (a double
+        fork) is not stopped (SECURITY.md).
+        """
+        pids = self._stop_all()
+        try:
+            yield
+        finally:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGCONT)
+
+    def _stop_all(self) -> list[int]:
+        child = self._child
+        if child is None or child.proc.poll() is not None:
+            return []
+        stopped: list[int] = []
+        for _ in range(3):  # again, for processes forked while the first ones were being stopped
+            new = [p for p in descendants(child.proc.pid) if p not in stopped]
+            if not new:
+                break
+            for pid in new:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGSTOP)
+                    stopped.append(pid)
+        return stopped
 
     def names(self, timeout: float | None = None) -> dict[str, bool]:
         """``{name: is_callable}`` for the names the submission defines (and imports)."""

@@ -368,6 +368,48 @@ def test_time_returns_a_positive_float(sp):
     assert type(seconds) is float and 0 < seconds < 1
 
 
+TICKER = """
+import os, threading, time
+
+TICKS = []
+
+def start_ticking():
+    def tick():
+        while True:
+            TICKS.append(time.time())
+            time.sleep(0.01)
+    threading.Thread(target=tick, daemon=True).start()
+    if os.fork() == 0:  # a second process, busy: it must stop too
+        while True:
+            pass
+    return 0
+
+def ticks():
+    return list(TICKS)
+"""
+
+
+def test_paused_stops_every_process_of_the_child(tmp_path):
+    """What the speed check relies on while it times the reference: nothing of the student's runs."""
+    from autograder.isolation.launch import descendants
+
+    with StudentProcess(TICKER, call_timeout=5) as process:
+        process.call("start_ticking")
+        time.sleep(0.2)
+        pids = descendants(process._child.proc.pid)
+        assert len(pids) >= 2, pids
+        with process.paused():
+            paused_at = time.time()
+            states = [open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] for pid in pids]
+            time.sleep(0.5)
+            resumed_at = time.time()
+        ticks = process.call("ticks").value
+    assert set(states) == {"T"}, states  # every process stopped
+    during = [t for t in ticks if paused_at + 0.05 < t < resumed_at - 0.05]
+    assert not during, f"{len(during)} ticks while paused"
+    assert any(t > resumed_at for t in ticks)  # and running again afterwards
+
+
 # --------------------------------------------------------------------------- own processes
 
 
