@@ -98,3 +98,37 @@ def test_root_never_falls_back_to_plain_by_itself(monkeypatch):
     with pytest.raises(RuntimeError, match="refusing to run student code as root"):
         sandbox.choose_launcher("auto")
     assert sandbox.choose_launcher("plain").level == "plain"  # when asked for explicitly
+
+
+def test_the_grading_device_is_cuda_only_where_there_is_one(monkeypatch):
+    import torch
+
+    from autograder.isolation.launch import ENV_GRADING_DEVICE, grading_device
+
+    monkeypatch.delenv(ENV_GRADING_DEVICE, raising=False)
+    assert grading_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setenv(ENV_GRADING_DEVICE, "cpu")
+    assert grading_device() == "cpu"
+    monkeypatch.setenv(ENV_GRADING_DEVICE, "tpu")
+    with pytest.raises(RuntimeError, match="must be cpu or cuda"):
+        grading_device()
+    if not torch.cuda.is_available():
+        monkeypatch.setenv(ENV_GRADING_DEVICE, "cuda")
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            grading_device()
+
+
+def test_the_gpu_is_bound_into_the_sandbox_only_when_asked():
+    from pathlib import Path
+
+    from autograder.isolation.sandbox import bwrap_command, gpu_binds
+
+    devices = sorted(str(p) for p in Path("/dev").glob("nvidia*") if p.is_char_device())
+    plain = bwrap_command(["true"], chdir="/")
+    with_gpu = bwrap_command(["true"], chdir="/", gpu=True)
+    assert "--dev-bind" not in plain
+    if not devices:
+        assert gpu_binds() == [] and with_gpu == plain
+    for device in devices:
+        i = with_gpu.index(device)
+        assert with_gpu[i - 1:i + 2] == ["--dev-bind", device, device]

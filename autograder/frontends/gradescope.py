@@ -32,7 +32,7 @@ def to_results_json(result: GradingResult) -> dict:
         })
     summary = f"Total: {result.score:g} / {result.max_score:g}"
     if result.isolation:
-        summary += f"\nYour code ran in: {result.isolation}."
+        summary += f"\nYour code ran in: {result.isolation}, on the {result.device.upper()}."
     if result.warnings:
         summary += "\n\nWarnings:\n" + "\n".join(f"- {w}" for w in result.warnings)
     return {
@@ -42,7 +42,7 @@ def to_results_json(result: GradingResult) -> dict:
         "output_format": "text",
         "visibility": "visible",
         "stdout_visibility": "hidden",
-        "extra_data": {"isolation": result.isolation},
+        "extra_data": {"isolation": result.isolation, "device": result.device},
         "tests": tests,
     }
 

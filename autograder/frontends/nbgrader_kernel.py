@@ -126,7 +126,8 @@ class SandboxedKernelManager(AsyncKernelManager):
             readable, hidden = kit_folders()
             system = [p for p in SYSTEM_CONFIG if os.path.isdir(p)]
             kernel_cmd = sandbox.bwrap_command(kernel_cmd, chdir=cwd, read_only=[*system, *readable, cwd],
-                                               hidden=hidden, writable=[self._sockets], env=env, drop_to=drop_to)
+                                               hidden=hidden, writable=[self._sockets], env=env, drop_to=drop_to,
+                                               gpu=True)  # the GPU's device files, where there are any
             env = {"PATH": "/usr/bin:/bin"}
         else:  # unprivileged: as the sandbox user, no other confinement
             kernel_cmd = [*sandbox.setpriv_prefix(*drop_to), *kernel_cmd]

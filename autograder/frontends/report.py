@@ -25,4 +25,5 @@ def render_table(result: GradingResult, *, title: str = "") -> str:
         lines.append(f"\nwarning: {w}")
     if result.isolation:
         lines.append(f"\nisolation: {result.isolation}")
+    lines.append(f"device: {result.device}")
     return "\n".join(lines)

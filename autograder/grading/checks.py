@@ -133,7 +133,8 @@ def expect_vectorized(student: Student, name: str, args: Sequence[Any], *, refer
     rows (one iteration per batch element, vectorized inside). Over
     ``rounds``, interleaved so that load on a shared machine hits all alike:
     with the student's processes stopped, this process times the reference
-    and the loop (one thread) and what the channel adds to a call
+    and the loop (one thread, on the student's device: CUDA when the grading
+    machine has it, synchronised around each call) and what the channel adds to a call
     (`Student.channel_overhead`); then the student's function is called, as
     ordinary calls, on fresh inputs of the same shapes (`fresh_inputs`), each
     call timed here and its value checked against the reference's (a wrong
@@ -146,6 +147,22 @@ def expect_vectorized(student: Student, name: str, args: Sequence[Any], *, refer
     """
     import time
 
+    device = torch.device(getattr(student, "device", "cpu"))
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def timed(fn: Callable, a: Sequence[Any]) -> float:
+        sync()
+        start = time.perf_counter()
+        fn(*a)
+        sync()
+        return time.perf_counter() - start
+
+    def on_device(a: Sequence[Any]) -> list[Any]:
+        return [x.to(device) if type(x) is torch.Tensor else x for x in a]
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -153,20 +170,11 @@ def expect_vectorized(student: Student, name: str, args: Sequence[Any], *, refer
         for r in range(rounds):
             batch = [fresh_inputs(args, 1000 * (r + 1) + k) for k in range(repeats + 1)]  # the first: warm-up
             with student.paused():
-                wants = [reference(*a) for a in batch]
-                times = []
-                for a in batch[1:]:
-                    start = time.perf_counter()
-                    reference(*a)
-                    times.append(time.perf_counter() - start)
-                t_r.append(_median(times))
-                loop(*batch[0])
-                times = []
-                for a in batch[1:4]:
-                    start = time.perf_counter()
-                    loop(*a)
-                    times.append(time.perf_counter() - start)
-                t_l.append(_median(times))
+                here = [on_device(a) for a in batch]
+                wants = [reference(*a).cpu() for a in here]
+                t_r.append(_median([timed(reference, a) for a in here[1:]]))
+                loop(*here[0])
+                t_l.append(_median([timed(loop, a) for a in here[1:4]]))
                 t_o.append(student.channel_overhead(name, batch[1:], t_r[-1]))
             own = []
             for k, (a, want) in enumerate(zip(batch, wants)):
@@ -182,7 +190,7 @@ def expect_vectorized(student: Student, name: str, args: Sequence[Any], *, refer
     ts = max(ts - overhead, 0.0)
     limit = tr * (tl / tr) ** closeness if tl > tr else 2 * tr
     figures = (f"yours {ts * 1e3:.3g} ms, reference {tr * 1e3:.3g} ms, a loop over the rows {tl * 1e3:.3g} ms, "
-               f"limit {limit * 1e3:.3g} ms (the channel's {overhead * 1e3:.3g} ms left out)")
+               f"limit {limit * 1e3:.3g} ms (the channel's {overhead * 1e3:.3g} ms left out; on the {device.type})")
     if ts > limit:
         raise Failure(f"{name} is too slow ({figures}): it should have no Python loop over the batch, "
                       "positions or pairs; use whole-tensor operations")

@@ -25,6 +25,7 @@ import zlib
 from pathlib import Path
 from typing import Callable
 
+from ..isolation.launch import grading_device
 from ..isolation.sandbox import Isolation, choose_launcher
 from ..isolation.student_process import StudentError, StudentProcess
 from .checks import checks_of
@@ -113,8 +114,10 @@ def _all_failed(notebook: str, feedback: str) -> list[CheckResult]:
 
 
 def grade_notebook(notebook: str, path: Path | str | None, *, isolation: Isolation, call_timeout: float = 20.0,
-                   threads: int = 1, result: GradingResult) -> None:
-    """Grade one notebook of a submission into ``result``."""
+                   threads: int = 1, result: GradingResult, device: str | None = None) -> None:
+    """Grade one notebook of a submission into ``result``, on ``device`` (default `grading_device`)."""
+    device = device or grading_device()
+    result.device = device
     if path is None:
         result.checks += _all_failed(notebook, f"{notebook}.ipynb was not found in the submission")
         return
@@ -134,10 +137,10 @@ def grade_notebook(notebook: str, path: Path | str | None, *, isolation: Isolati
     substitutes = {f: {g: getattr(ref, g) for g in deps[f]} for f in functions}
     suite = importlib.import_module(SUITES[notebook])
     process = StudentProcess(extraction.source, call_timeout=call_timeout, threads=threads,
-                             launcher=isolation.launcher, packages=PACKAGES)
+                             launcher=isolation.launcher, packages=PACKAGES, device=device)
     # the timing twin: the reference in a child like the student's, to measure what the channel adds
     twin = lambda: StudentProcess(reference_source(notebook), call_timeout=call_timeout,  # noqa: E731
-                                  threads=threads, launcher=isolation.launcher, packages=PACKAGES)
+                                  threads=threads, launcher=isolation.launcher, packages=PACKAGES, device=device)
     student = RemoteStudent(process, substitutes, twin=twin)
     try:
         process.start()
@@ -173,13 +176,15 @@ def grade_submission(submission: str | os.PathLike, *, call_timeout: float = 20.
     start = time.perf_counter()
     if not isinstance(isolation, Isolation):
         isolation = choose_launcher(isolation)
-    result = GradingResult(isolation=isolation.description)
+    device = grading_device()
+    result = GradingResult(isolation=isolation.description, device=device)
     with tempfile.TemporaryDirectory(prefix="submission-") as tmp:
         notebooks, result.warnings = find_notebooks(Path(submission), Path(tmp))
         for notebook in SUITES:
             if progress:
                 progress(f"grading {notebook}")
             grade_notebook(notebook, notebooks.get(notebook), isolation=isolation, call_timeout=call_timeout,
+                           device=device,
                            threads=threads, result=result)
     result.seconds = time.perf_counter() - start
     return result

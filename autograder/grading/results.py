@@ -67,6 +67,7 @@ class GradingResult(_Totals):
     warnings: list[str] = field(default_factory=list)  # shown to the student (missing notebook, skipped cells)
     staff_notes: list[str] = field(default_factory=list)  # grader errors
     isolation: str = ""  # how the student's code was confined, in words
+    device: str = "cpu"  # where the student's functions ran and were timed: "cpu" or "cuda"
 
     def functions(self) -> list[FunctionResult]:
         """The checks grouped by function, in order of first appearance."""

@@ -97,6 +97,7 @@ class RemoteStudent:
     def __init__(self, process: StudentProcess, substitutes: Mapping[str, Mapping[str, Callable]] | None = None,
                  twin: Callable[[], StudentProcess] | None = None):
         self.process = process
+        self.device = process.device  # where the student's code runs: the speed check times the reference there
         self.substitutes = dict(substitutes or {})
         self.substitute_when_timing = False  # set by run_checks to re-time with the reference dependencies
         self._make_twin = twin  # a child running the reference, started on the first timing

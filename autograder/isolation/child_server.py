@@ -51,6 +51,7 @@ student's code raised, or returned something that cannot be sent),
 """
 from __future__ import annotations
 
+import os
 import random
 import sys
 import traceback
@@ -109,6 +110,35 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
+ENV_DEVICE = "AUTOGRADER_CHILD_DEVICE"  # must match launch.ENV_DEVICE (this file cannot import it)
+
+
+def _device() -> torch.device:
+    """The grading device: tensor arguments are moved there (the channel carries CPU bytes)."""
+    return torch.device(os.environ.get(ENV_DEVICE) or "cpu")
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    if type(value) is torch.Tensor:
+        return value.to(device)
+    if type(value) in (list, tuple):
+        return type(value)(_to_device(v, device) for v in value)
+    if type(value) is dict:
+        return {k: _to_device(v, device) for k, v in value.items()}
+    return value
+
+
+def _off_device(value: Any, device: torch.device) -> torch.device | None:
+    """The device of the first tensor in ``value`` that is not on ``device``, if any."""
+    if isinstance(value, torch.Tensor):
+        return value.device if value.device.type != device.type else None
+    if type(value) in (list, tuple):
+        return next((d for d in (_off_device(v, device) for v in value) if d is not None), None)
+    if type(value) is dict:
+        return next((d for d in (_off_device(v, device) for v in value.values()) if d is not None), None)
+    return None
+
+
 class Server:
     """Answers requests against the loaded ``module``.
 
@@ -160,8 +190,11 @@ class Server:
             return failure("missing", "TypeError", f"{name!r} is a {type(fn).__name__}, "
                                                     "not a function")
         args, kwargs = build(args), build(kwargs)
-        inputs = self._grad_inputs(options.get("grad_of"), args, kwargs)
         then_call = self._then_call_args(options)
+        device = _device()
+        if device.type != "cpu" and then_call is None:  # (a transform gets what a data loader would give it)
+            args, kwargs = _to_device(args, device), _to_device(kwargs, device)
+        inputs = self._grad_inputs(options.get("grad_of"), args, kwargs)
         saved = self._bind(substitute)
         try:
             if "seed" in options:
@@ -233,6 +266,12 @@ class Server:
         try:
             value = fn(*args, **kwargs)
             _sync()
+            device = _device()
+            elsewhere = _off_device(value, device) if device.type != "cpu" else None
+            if elsewhere is not None:
+                return failure("exception", "RuntimeError",
+                               f"{name!r} returned a tensor on {elsewhere.type}, but its inputs are on "
+                               f"{device.type}: keep the inputs' device (create tensors with device=x.device)")
             grads = None if inputs is None else self._grads(name, value, inputs,
                                                             options.get("grad_output"))
         except RequestError:

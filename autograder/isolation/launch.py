@@ -35,6 +35,9 @@ LOG_FILE = "output.log"
 ENV_THREADS = "AUTOGRADER_THREADS"
 ENV_STATEMENT_TIMEOUT = "AUTOGRADER_STATEMENT_TIMEOUT"
 ENV_LOG_BYTES = "AUTOGRADER_LOG_BYTES"
+ENV_DEVICE = "AUTOGRADER_CHILD_DEVICE"  # the device the child puts tensor arguments on (child_server.py)
+ENV_GRADING_DEVICE = "AUTOGRADER_DEVICE"
+"""Environment variable that chooses the grading device (``cpu`` or ``cuda``; default: CUDA when present)."""
 
 LOG_BYTES = 1 << 20
 """Cap of the child's output log (the child keeps the newest half when it is full)."""
@@ -64,6 +67,24 @@ class LaunchRequest:
     read_fd: int
     write_fd: int
     env: Mapping[str, str]
+    device: str = "cpu"  # "cuda": the launcher must let the child reach the GPU
+
+
+def grading_device() -> str:
+    """``"cuda"`` when this machine has a CUDA device, else ``"cpu"``; `ENV_GRADING_DEVICE` decides if set.
+
+    Raises ``RuntimeError`` when ``cuda`` is asked for and there is none.
+    """
+    asked = os.environ.get(ENV_GRADING_DEVICE, "").strip().lower()
+    if asked not in ("", "cpu", "cuda"):
+        raise RuntimeError(f"{ENV_GRADING_DEVICE} must be cpu or cuda, got {asked!r}")
+    import torch
+
+    available = torch.cuda.is_available()
+    if asked == "cuda" and not available:
+        raise RuntimeError(f"{ENV_GRADING_DEVICE}=cuda, but torch sees no CUDA device here; unset it to grade "
+                           "on the CPU")
+    return asked or ("cuda" if available else "cpu")
 
 
 @dataclass(frozen=True)

@@ -139,9 +139,21 @@ def setpriv_prefix(uid: int, gid: int) -> list[str]:
             "--bounding-set=-all", "--no-new-privs"]
 
 
+def gpu_binds() -> list[str]:
+    """bwrap arguments that let the sandbox use the NVIDIA GPUs: their device files, and ``/sys`` read-only
+    (the CUDA driver reads the PCI topology there); empty where there are none."""
+    devices = sorted(str(p) for p in Path("/dev").glob("nvidia*") if p.is_char_device())
+    if not devices:
+        return []
+    argv = []
+    for device in devices:
+        argv += ["--dev-bind", device, device]
+    return argv + ["--ro-bind", "/sys", "/sys"]
+
+
 def bwrap_command(inner: list[str], *, chdir: str, read_only: list[str] = (), writable: list[str] = (),
                   hidden: list[str] = (), env: dict[str, str] | None = None,
-                  drop_to: tuple[int, int] | None = None) -> list[str]:
+                  drop_to: tuple[int, int] | None = None, gpu: bool = False) -> list[str]:
     """The ``bwrap`` command line that runs ``inner`` in a new sandbox.
 
     The sandbox has its own mount, PID, network, IPC and UTS namespaces, an
@@ -150,7 +162,8 @@ def bwrap_command(inner: list[str], *, chdir: str, read_only: list[str] = (), wr
     machine's other folders only ``read_only`` (then ``hidden``, empty
     folders laid over any of them that lie inside a bound one) and
     ``writable``, in that order, so that a later bind may sit inside an
-    earlier one. ``drop_to`` runs ``inner`` as that uid and gid (for root).
+    earlier one. ``drop_to`` runs ``inner`` as that uid and gid (for root);
+    ``gpu`` adds `gpu_binds`.
     """
     argv = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net", "--unshare-ipc",
             "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox", "--clearenv"]
@@ -158,6 +171,8 @@ def bwrap_command(inner: list[str], *, chdir: str, read_only: list[str] = (), wr
     roots = [p for p in _python_roots() if not any(p == s or p.startswith(s + os.sep) for s in _SYSTEM)]
     read_only = [*roots, *(p for p in read_only if p not in roots)]
     argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+    if gpu:
+        argv += gpu_binds()
     # bwrap makes missing parent folders 0700: make them traversable for the unprivileged user first
     parents = sorted({str(a) for p in [*read_only, *writable] for a in Path(p).parents if str(a) != "/"},
                      key=lambda a: a.count(os.sep))
@@ -181,7 +196,7 @@ def bwrap_command(inner: list[str], *, chdir: str, read_only: list[str] = (), wr
 def _bwrap_argv(request: LaunchRequest, drop_to: tuple[int, int] | None) -> list[str]:
     inner = [request.python, "-E", "-s", "-B", request.child_script, str(request.read_fd), str(request.write_fd)]
     return bwrap_command(inner, chdir=request.workdir, writable=[request.workdir], env=request.env,
-                         drop_to=drop_to)
+                         drop_to=drop_to, gpu=request.device == "cuda")
 
 
 def bubblewrap_launcher(limits: Limits = Limits()) -> Launcher:

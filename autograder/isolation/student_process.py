@@ -40,6 +40,7 @@ from . import channel
 from .callbacks import CallbackViolation, answer_callback, check_substitute
 from .launch import (
     CHILD_FILES,
+    ENV_DEVICE,
     HERE,
     LOG_FILE,
     SOURCE_FILE,
@@ -159,7 +160,8 @@ class StudentProcess:
     def __init__(self, source: str, *, workdir: str | os.PathLike | None = None,
                  call_timeout: float = 10.0, threads: int = 1, python: str = sys.executable,
                  env: Mapping[str, str] | None = None, launcher: Launcher | None = None,
-                 start_timeout: float = 60.0, packages: Iterable[str | os.PathLike] = ()):
+                 start_timeout: float = 60.0, packages: Iterable[str | os.PathLike] = (),
+                 device: str = "cpu"):
         if type(source) is not str:
             raise TypeError(f"source must be a str, got {type(source).__name__}")
         if not (call_timeout > 0 and start_timeout > 0):
@@ -172,7 +174,10 @@ class StudentProcess:
         self.threads = threads
         self.python = python
         self._workdir = workdir
-        self._env = dict(env or {})
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        self.device = device  # where the child puts tensor arguments (values come back on the CPU)
+        self._env = {**(env or {}), ENV_DEVICE: device}
         self._launcher = launcher or default_launcher
         self.packages = [Path(p) for p in packages]
         self._child: Child | None = None
@@ -249,7 +254,7 @@ class StudentProcess:
             launch = self._launcher(LaunchRequest(
                 python=self.python, child_script=str(workdir / "child.py"),
                 workdir=str(workdir), read_fd=request_r, write_fd=reply_w,
-                env=child_env(str(workdir), self.threads, self.call_timeout, self._env)))
+                env=child_env(str(workdir), self.threads, self.call_timeout, self._env), device=self.device))
             proc = subprocess.Popen(
                 launch.argv, cwd=launch.cwd, env=dict(launch.env), pass_fds=launch.pass_fds,
                 close_fds=True, start_new_session=True, preexec_fn=launch.preexec_fn,
