@@ -210,7 +210,29 @@ def compute_train_transform(size=32, mean=DEFAULT_MEAN, std=DEFAULT_STD):
                           "    unit = F.normalize(out.float(), dim=1)\n"
                           "    return (unit @ unit.T).to(out.dtype)",
 }
-EXPECTED_FLOAT32 = {**{f: FULL[f] for f in FULL}, "sim": 0, "compute_sim_matrix": 0, "compute_train_transform": 1}
+# sim and compute_sim_matrix keep only their edge-case shares (N = 1, D = 1 in float32 arithmetic are right to
+# tolerance); the transform keeps its values point and loses the randomness one
+EXPECTED_FLOAT32 = {**{f: FULL[f] for f in FULL}, "sim": 0.25, "compute_sim_matrix": 0.25, "compute_train_transform": 1}
+
+WRONG_EDGE = {  # right on ordinary inputs, wrong only on N = 1 or D = 1 (a .squeeze() too many): a small share
+    "compute_sim_matrix": "def compute_sim_matrix(out):\n"
+                          "    unit = F.normalize(out.squeeze(), dim=1)\n"
+                          "    return unit @ unit.T",
+    "sim_positive_pairs": "def sim_positive_pairs(out_left, out_right):\n"
+                          "    return F.cosine_similarity(out_left, out_right, dim=1).squeeze().unsqueeze(1)",
+    "simclr_loss_vectorized": """
+def simclr_loss_vectorized(out_left, out_right, tau):
+    N = out_left.shape[0]
+    sim_matrix = compute_sim_matrix(torch.cat([out_left, out_right], dim=0))
+    exponential = torch.exp(sim_matrix / tau) * (1 - torch.eye(2 * N))
+    denom = exponential.sum(dim=1)
+    sim_pairs = sim_positive_pairs(out_left, out_right).squeeze()
+    sim_pairs = torch.cat([sim_pairs, sim_pairs])
+    return -torch.log(torch.exp(sim_pairs / tau) / denom).mean()
+""",
+}
+EXPECTED_EDGE = {**FULL, **{f: FULL[f] - POINTS[NB][f]["edge_cases"]
+                            for f in ("compute_sim_matrix", "sim_positive_pairs", "simclr_loss_vectorized")}}
 
 
 def _scores(result):
@@ -226,7 +248,7 @@ def graded(tmp_path_factory):
     """Grade each submission once; tests look at the results."""
     cases = {"reference": {}, "starter": None, "wrong_1": WRONG_1, "wrong_2": WRONG_2, "wrong_3": WRONG_3,
              "wrong_float32": WRONG_FLOAT32, "right_1": RIGHT_1, "right_2": RIGHT_2, "right_eps": RIGHT_EPS,
-             "right_clamp": RIGHT_CLAMP}
+             "right_clamp": RIGHT_CLAMP, "wrong_edge": WRONG_EDGE}
     out = {}
     for name, code in cases.items():
         folder = tmp_path_factory.mktemp(name)
@@ -247,9 +269,21 @@ def test_starter_scores_zero_and_says_not_implemented(graded):
 
 
 @pytest.mark.parametrize("case,expected", [("wrong_1", EXPECTED_1), ("wrong_2", EXPECTED_2), ("wrong_3", EXPECTED_3),
-                                           ("wrong_float32", EXPECTED_FLOAT32)])
+                                           ("wrong_float32", EXPECTED_FLOAT32), ("wrong_edge", EXPECTED_EDGE)])
 def test_wrong_versions_lose_exactly_their_functions_points(graded, case, expected):
     assert _scores(graded[case]) == expected
+
+
+def test_an_edge_case_failure_names_the_call_and_costs_only_its_share(graded):
+    result = graded["wrong_edge"]
+    checks = {(c.function, c.check): c for c in result.checks}
+    for function in ("compute_sim_matrix", "sim_positive_pairs", "simclr_loss_vectorized"):
+        assert checks[(function, "values")].passed and not checks[(function, "edge_cases")].passed
+    assert "compute_sim_matrix(float32 [1, 3]) raised IndexError" in checks[("compute_sim_matrix", "edge_cases")].feedback
+    assert "sim_positive_pairs(float32 [1, 2], float32 [1, 2]) raised IndexError" in \
+        checks[("sim_positive_pairs", "edge_cases")].feedback
+    assert "simclr_loss_vectorized(float32 [1, 4], float32 [1, 4], 0.5) raised RuntimeError" in \
+        checks[("simclr_loss_vectorized", "edge_cases")].feedback
 
 
 def test_feedback_names_the_likely_mistake(graded):
@@ -374,7 +408,7 @@ def test_notebooks_as_students_leave_them(tmp_path):
     result = grade_submission(tmp_path / "mine", call_timeout=10.0)
     scores = _scores(result)
     assert scores["compute_sim_matrix"] == FULL["compute_sim_matrix"]  # loaded after SCALE, as in the kernel
-    assert scores["sim"] == 0
+    assert scores["sim"] == FULL["sim"] - POINTS[NB]["sim"]["edge_cases"]  # wrong on D = 1 only: a small share
     assert "sim(float32 [1], float32 [1]) raised RuntimeError: one element" in _feedback(result, "sim")
     assert any("uses 'SCALE' before a later cell defines it" in w and "Restart & Run All" in w
                for w in result.warnings), result.warnings

@@ -4,9 +4,12 @@ A graded function's points are the sum of its checks; the hidden-test cell of
 that function in the source notebook carries the same total (a kit test
 compares them). Check names:
 
-- ``values``: outputs against the reference on seeded random inputs (several
-  sizes including N=1, float32 and float64), dtype and device kept, inputs
-  not modified;
+- ``values``: outputs against the reference on seeded random inputs of
+  ordinary sizes, float32 and float64, dtype and device kept, inputs not
+  modified, and float64 computed in float64;
+- ``edge_cases``: the same on the degenerate sizes (N = 1, D = 1): a
+  function right on ordinary inputs and wrong only there loses this small
+  share, not its values points;
 - ``gradients``: gradients against the reference's;
 - ``errors``: the SPEC's invalid arguments raise ``ValueError``;
 - ``vectorized``: no Python loop over the batch, timed against the reference
@@ -20,11 +23,11 @@ from __future__ import annotations
 POINTS: dict[str, dict[str, dict[str, float]]] = {
     "03_simclr": {
         "compute_train_transform": {"values": 1, "randomness": 1},
-        "sim": {"values": 1},
-        "simclr_loss_naive": {"values": 3},
-        "compute_sim_matrix": {"values": 1.5, "vectorized": 0.5},
-        "sim_positive_pairs": {"values": 1.5, "vectorized": 0.5},
-        "simclr_loss_vectorized": {"values": 2, "gradients": 1, "vectorized": 1},
+        "sim": {"values": 0.75, "edge_cases": 0.25},
+        "simclr_loss_naive": {"values": 2.5, "edge_cases": 0.5},
+        "compute_sim_matrix": {"values": 1.25, "edge_cases": 0.25, "vectorized": 0.5},
+        "sim_positive_pairs": {"values": 1.25, "edge_cases": 0.25, "vectorized": 0.5},
+        "simclr_loss_vectorized": {"values": 1.75, "edge_cases": 0.25, "gradients": 1, "vectorized": 1},
     },
 }
 
