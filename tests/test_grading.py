@@ -416,17 +416,43 @@ def test_notebooks_as_students_leave_them(tmp_path):
     assert not any(str(tmp_path) in w for w in result.warnings)
 
 
-def test_an_oversized_notebook_says_how_to_fix_it_without_the_graders_paths(tmp_path):
+def test_a_notebook_large_only_because_of_its_outputs_is_graded(tmp_path):
     path = make_submission(tmp_path, NB, {})
     nb = json.loads(path.read_text())
-    big = {"output_type": "display_data", "metadata": {}, "data": {"image/png": "A" * (51 * 2**20)}}
+    big = {"output_type": "display_data", "metadata": {}, "data": {"image/png": "A" * (60 * 2**20)}}
     nb["cells"][-1]["outputs"] = [big]  # a plot too many, not code
+    path.write_text(json.dumps(nb))
+    assert path.stat().st_size > 60 * 2**20
+    result = grade_submission(tmp_path)
+    assert _scores(result) == FULL
+
+
+def test_an_oversized_notebook_says_how_to_fix_it_without_the_graders_paths(tmp_path, monkeypatch):
+    from autograder.grading import extract
+
+    monkeypatch.setattr(extract, "DEFAULT_MAX_BYTES", 8 * 2**20)  # the real limit (200 MB) is slow to write
+    path = make_submission(tmp_path, NB, {})
+    nb = json.loads(path.read_text())
+    big = {"output_type": "display_data", "metadata": {}, "data": {"image/png": "A" * (9 * 2**20)}}
+    nb["cells"][-1]["outputs"] = [big]
     path.write_text(json.dumps(nb))
     result = grade_submission(tmp_path)
     for f in result.functions():
         assert "larger than the limit" in f.feedback and "Clear All Outputs" in f.feedback, f.feedback
         assert str(tmp_path) not in f.feedback
     assert any(str(tmp_path) in note for note in result.staff_notes)  # the staff still see which file
+
+
+def test_a_notebook_with_megabytes_of_code_is_reported_not_parsed(tmp_path):
+    path = make_submission(tmp_path, NB, {})
+    nb = json.loads(path.read_text())
+    nb["cells"].append({"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                        "source": "DATA = [" + "0.5, " * (6 * 2**20 // 5) + "]"})  # data pasted into a cell
+    path.write_text(json.dumps(nb))
+    result = grade_submission(tmp_path)
+    assert result.score == 0
+    for f in result.functions():
+        assert "MB of source" in f.feedback and "keep data out of code cells" in f.feedback, f.feedback
 
 
 def _transform(parts):

@@ -24,8 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-DEFAULT_MAX_BYTES = 50 * 1024 * 1024
-"""Largest notebook file :func:`read_notebook` reads, in bytes."""
+DEFAULT_MAX_BYTES = 200 * 1024 * 1024
+"""Largest notebook file :func:`read_notebook` reads, in bytes (checked before reading). Outputs (plots,
+images) make a notebook large; they are read as JSON but never parsed as code."""
+MAX_CODE_BYTES = 5 * 1024 * 1024
+"""Most source text, in bytes, that the code cells of one notebook may hold: what is parsed with ``ast``."""
+SHRINK_CODE = "keep data out of code cells (load it from a file instead), save, and submit again"
 CLEAR_OUTPUTS = ("this is usually its outputs (plots, printed tensors): clear them (Edit > Clear All Outputs, "
                  "or Kernel > Restart & Clear Output), save, and submit again")
 """How a student makes an oversized notebook small enough."""
@@ -69,13 +73,14 @@ class Extraction:
 # --------------------------------------------------------------------------- reading
 
 
-def read_notebook(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) -> list[str]:
+def read_notebook(path: str | os.PathLike, max_bytes: int | None = None) -> list[str]:
     """The sources of the code cells of the notebook at ``path``, in order.
 
     Accepts any nbformat 4.x JSON; a cell's ``source`` may be a string or a
     list of strings. Raises :class:`NotebookError` when the file is missing or
-    not a regular file, is larger than ``max_bytes`` (checked before reading),
-    is not UTF-8 JSON (with line and column), is not a notebook (no ``cells``
+    not a regular file, is larger than ``max_bytes`` (default
+    `DEFAULT_MAX_BYTES`; checked before reading), has more than
+    `MAX_CODE_BYTES` of code, is not UTF-8 JSON (with line and column), is not a notebook (no ``cells``
     list, malformed cells) or has an nbformat major version other than 4.
     """
     path = Path(path)
@@ -87,6 +92,7 @@ def read_notebook(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) -
         raise NotebookError(path, f"cannot read: {e.strerror}") from None
     if not path.is_file():
         raise NotebookError(path, "not a regular file")
+    max_bytes = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
     if size > max_bytes:
         raise NotebookError(path, f"{size} bytes is larger than the limit of {max_bytes} bytes for a "
                                   f"notebook; {CLEAR_OUTPUTS}")
@@ -103,7 +109,12 @@ def read_notebook(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) -
                                   f"{e.msg}") from None
     except (ValueError, RecursionError) as e:
         raise NotebookError(path, f"invalid JSON: {e}") from None
-    return _code_sources(nb, path)
+    sources = _code_sources(nb, path)
+    code = sum(len(s.encode("utf-8")) for s in sources)
+    if code > MAX_CODE_BYTES:
+        raise NotebookError(path, f"its code cells hold {code / 2**20:.1f} MB of source, over the limit of "
+                                  f"{MAX_CODE_BYTES // 2**20} MB; {SHRINK_CODE}")
+    return sources
 
 
 def _code_sources(nb: object, path: Path) -> list[str]:
@@ -166,7 +177,7 @@ def extract_definitions(sources: Sequence[str], names: Iterable[str] | None = No
 
 
 def extract_from_paths(paths: Iterable[str | os.PathLike], names: Iterable[str] | None = None,
-                       max_bytes: int = DEFAULT_MAX_BYTES) -> Extraction:
+                       max_bytes: int | None = None) -> Extraction:
     """:func:`extract_definitions` over the code cells of several notebooks, in order.
 
     Warnings name the cell as ``<file name> code cell <i>``. Raises

@@ -29,7 +29,8 @@ from ..isolation.launch import grading_device
 from ..isolation.sandbox import Isolation, choose_launcher
 from ..isolation.student_process import StudentError, StudentProcess
 from .checks import checks_of
-from .extract import CLEAR_OUTPUTS, DEFAULT_MAX_BYTES, NotebookError, extract_from_paths
+from . import extract
+from .extract import CLEAR_OUTPUTS, NotebookError, extract_from_paths
 from .points import NOTEBOOKS, POINTS, dependencies, graded_functions
 from .reference import REPO, load_reference, reference_source
 from .results import CheckResult, GradingResult
@@ -82,8 +83,9 @@ def _from_zip(root: Path, workdir: Path, wanted: dict[str, str]) -> tuple[dict[s
         paths: dict[str, Path | str] = {}
         for nb, member in members.items():
             size = z.getinfo(member).file_size
-            if size > DEFAULT_MAX_BYTES:
-                paths[nb] = (f"{member} is {size / 2**20:.0f} MB, over the {DEFAULT_MAX_BYTES // 2**20} MB limit; "
+            if size > extract.DEFAULT_MAX_BYTES:
+                paths[nb] = (f"{member} is {size / 2**20:.0f} MB, over the {extract.DEFAULT_MAX_BYTES // 2**20} MB "
+                             "limit; "
                              f"{CLEAR_OUTPUTS}")
                 continue
             paths[nb] = workdir / f"{nb}.ipynb"
