@@ -495,6 +495,10 @@ TRANSFORMS_WRONG = {  # (the transform, what the feedback must name)
     "square crops": (_transform(lambda T, size: _spec(
         T, size, crop=T.RandomResizedCrop(size, ratio=(1.0, 1.0), antialias=True))), "ratio=(3/4, 4/3)"),
     "grayscale half the time": (_transform(lambda T, size: _spec(T, size, p_gray=0.5)), "RandomGrayscale(p=0.2)"),
+    "no contrast jitter": (_transform(lambda T, size: _spec(T, size, jitter=(0.4, 0.0, 0.4, 0.1))), "contrast=0.4"),
+    "contrast 0.8": (_transform(lambda T, size: _spec(T, size, jitter=(0.4, 0.8, 0.4, 0.1))), "contrast=0.4"),
+    "no saturation jitter": (_transform(lambda T, size: _spec(T, size, jitter=(0.4, 0.4, 0.0, 0.1))), "saturation=0.4"),
+    "saturation 0.8": (_transform(lambda T, size: _spec(T, size, jitter=(0.4, 0.4, 0.8, 0.1))), "saturation=0.4"),
 }
 
 

@@ -424,32 +424,69 @@ def _unit_views(student, size, image, count, seed, calibration):
     return (_views(student, size, *UNIT, image, count, seed=seed) - offset) / gain
 
 
+def _halves(left, right, h=40, w=48):
+    """A gray image whose left half has one value and right half another."""
+    img = torch.full((3, h, w), left, dtype=torch.uint8)
+    img[:, :, w // 2:] = right
+    return img
+
+
+def _factor_range(name, factors, spec):
+    """Fail unless the factors drawn for one jitter component span [0.6, 1.4] (strength 0.4)."""
+    low, high = factors.min().item(), factors.max().item()
+    if not (0.55 <= low <= 0.66 and 1.34 <= high <= 1.45):
+        raise Failure(f"the {name} factors of colour jitter ran from {low:.2f} to {high:.2f}; expected 0.6 to 1.4 "
+                      f"({spec})")
+
+
+JITTER_SEED, JITTER_VIEWS = 11, 600
+
+
 def _check_jitter(student, calibration):
-    """Colour jitter: applied with p=0.8; brightness 0.4 (a factor in [0.6, 1.4]); hue 0.1 (+-36 degrees)."""
-    # A gray image of one value: crops, flips, grayscale, contrast, saturation and hue leave it alone, so
-    # each view is the image times the brightness factor, or the image itself when jitter was not drawn.
+    """Colour jitter: applied with p=0.8; brightness, contrast and saturation 0.4 (factors in [0.6, 1.4]);
+    hue 0.1 (+-36 degrees).
+
+    Three probe images go through the transform with the same seed, so that view ``i`` of each gets the
+    same draws (the draws of torchvision's transforms do not depend on the pixels): on a gray image of one
+    value a view is brightness ``b`` times the image; on a gray image of two halves the gap between the
+    halves is ``b c`` (contrast scales the deviations from the mean); on a colour image of one value the
+    chroma (max - min channel) is ``b c s`` (saturation and contrast both blend with the gray level; hue
+    keeps the chroma). So ``c`` and ``s`` are read per view."""
     level = 128 / 255
-    views = _unit_views(student, 16, _constant((128, 128, 128)), 400, 11, calibration)
-    factor = views.mean(dim=(1, 2, 3)) / level
-    kept = (factor - 1).abs() < 1e-4
+    views = _unit_views(student, 16, _constant((128, 128, 128)), JITTER_VIEWS, JITTER_SEED, calibration)
+    b = views.mean(dim=(1, 2, 3)) / level
+    kept = (b - 1).abs() < 1e-4
     if not 0.12 <= _share(kept) <= 0.28:
         raise Failure(f"colour jitter changed {1 - _share(kept):.0%} of the views of a gray image; expected about "
                       "80% (RandomApply([ColorJitter(...)], p=0.8))")
-    low, high = factor[~kept].min().item(), factor[~kept].max().item()
-    if not (0.55 <= low <= 0.66 and 1.34 <= high <= 1.45):
-        raise Failure(f"the brightness factors of colour jitter ran from {low:.2f} to {high:.2f}; expected 0.6 to "
-                      "1.4 (ColorJitter(brightness=0.4, ...))")
+    _factor_range("brightness", b[~kept], "ColorJitter(brightness=0.4, ...)")
     # A colour image of one value: brightness, contrast and saturation keep its hue; only hue jitter turns it.
-    colour = _constant((140, 70, 35))
-    views = _unit_views(student, 16, colour, 400, 12, calibration)
+    colour = _constant((90, 60, 40))
+    views = _unit_views(student, 16, colour, JITTER_VIEWS, JITTER_SEED, calibration)
     rgb = views.mean(dim=(2, 3))
-    gray = (rgb.amax(dim=1) - rgb.amin(dim=1)) < 1e-4
+    chroma = rgb.amax(dim=1) - rgb.amin(dim=1)
+    gray = chroma < 1e-4
     turn = (_hue(rgb[~gray]) - _hue(colour[:, 0, 0].float() / 255)).remainder(360)
     turn = torch.where(turn > 180, turn - 360, turn).abs()
     widest = turn.max().item()
     if not 25 <= widest <= 45:
         raise Failure(f"colour jitter turned the hue by up to {widest:.0f} degrees; expected up to 36 "
                       "(ColorJitter(..., hue=0.1))")
+    bcs = chroma / (50 / 255)
+    # Two gray halves: the views that show both (a crop across the middle) give b c.
+    views = _unit_views(student, 16, _halves(100, 150), JITTER_VIEWS, JITTER_SEED, calibration).mean(dim=1)
+    high, low = views.amax(dim=(1, 2)), views.amin(dim=(1, 2))
+    both = (high - low > 0.04) & ((views - high.view(-1, 1, 1)).abs() < 2e-3).float().mean(dim=(1, 2)).ge(0.2) & \
+        ((views - low.view(-1, 1, 1)).abs() < 2e-3).float().mean(dim=(1, 2)).ge(0.2)
+    bc = (high - low) / (50 / 255)
+    usable = both & ~gray
+    # the same draws in the three probes: the views jitter left alone must be the same ones
+    agree = (kept[usable] == ((bc[usable] - 1).abs() < 1e-4)) & (kept[usable] == ((bcs[usable] - 1).abs() < 1e-4))
+    if usable.sum() < 100 or _share(agree) < 0.98:
+        return  # draws that depend on the image: contrast and saturation cannot be read per view (not held against it)
+    jittered = usable & ~kept
+    _factor_range("contrast", bc[jittered] / b[jittered], "ColorJitter(..., contrast=0.4, ...)")
+    _factor_range("saturation", bcs[jittered] / bc[jittered], "ColorJitter(..., saturation=0.4, ...)")
 
 
 def _coordinates(h=40, w=48):
