@@ -113,6 +113,34 @@ def train(
     return history
 
 
+def train_supervised(
+    encoder: nn.Module,
+    loader: Iterable,
+    *,
+    num_classes: int,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    **train_options: Any,
+) -> History:
+    """The supervised upper bound of a linear probe: ``encoder`` and a linear classifier on its features,
+    trained together on labelled batches with cross-entropy, by `train` (same options and budgets).
+
+    ``loader`` yields ``(images [B, C, H, W], labels [B])``; ``augment`` (e.g. the method's own
+    `BatchAugment`) is applied to each batch first, so that the comparison with a self-supervised encoder
+    differs in the labels only. ``encoder`` must expose ``feature_dim``; it is trained in place.
+    """
+    classifier = nn.Sequential(encoder, nn.Linear(encoder.feature_dim, num_classes))
+
+    def step(model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
+        images, labels = batch
+        images = images.to(device)
+        if augment is not None:
+            images = augment(images)
+        return nn.functional.cross_entropy(model(images), labels.to(device))
+
+    train_options.setdefault("desc", "supervised")
+    return train(classifier, loader, step, **train_options)
+
+
 def save_checkpoint(path: str | Path, model: nn.Module, history: History | None = None, **extra: Any) -> Path:
     """Save the model's ``state_dict``, the loss history and any extra plain values."""
     path = Path(path)

@@ -119,6 +119,31 @@ def test_train_stops_at_max_steps_and_on_nan():
         training.train(model, loader, lambda m, b, d: m(b).sum() * float("nan"), progress=False)
 
 
+def test_train_supervised_trains_the_encoder_in_place_through_the_augmentation():
+    """The probe's upper bound: encoder + linear classifier with labels; the encoder itself is what is kept."""
+    class Encoder(torch.nn.Module):
+        feature_dim = 8
+
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 8), torch.nn.ReLU())
+
+        def forward(self, x):
+            return self.net(x)
+
+    torch.manual_seed(0)
+    x = torch.randn(256, 1, 2, 2)
+    y = (x.flatten(1)[:, 0] > 0).long()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32, shuffle=True)
+    encoder, seen = Encoder(), []
+    before = encoder.net[1].weight.detach().clone()
+    history = training.train_supervised(encoder, loader, num_classes=2, augment=lambda b: seen.append(b.shape) or b,
+                                        epochs=5, lr=0.05, progress=False)
+    assert history.steps == 40 and len(seen) == 40
+    assert history.epoch_means[-1] < 0.5 * history.epoch_means[0]
+    assert not torch.equal(encoder.net[1].weight, before)
+
+
 def test_load_checkpoint_missing_file_is_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         training.load_checkpoint(tmp_path / "nope.pt", torch.nn.Linear(1, 1))
