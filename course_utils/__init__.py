@@ -3,5 +3,6 @@
 One module a job: `data` (datasets and loaders), `augment` (batched SimCLR
 views), `models` (encoders and heads), `training` (the loop), `evaluation`
 (linear probe, kNN, embeddings), `plots` (pictures), `checks` (relative
-error, timing, seeding, device).
+error, timing, seeding, device), `distributed` (several processes: MoCo's
+shuffling BN, SimCLR's negatives gathered across processes, `spawn`).
 """
