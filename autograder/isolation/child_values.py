@@ -24,24 +24,26 @@ class RequestError(Exception):
 
 
 def _build_mlp(spec: dict) -> torch.nn.Sequential:
-    """``{"sizes": [d0, d1, ..., dn], "bias": bool=True, "seed": int|None,
-    "state_dict": {str: Tensor}|None}`` -> ``Sequential(Linear(d0, d1), ReLU(), ...,
+    """``{"sizes": [d0, d1, ..., dn], "bias": bool=True, "batchnorm": bool=False, "seed": int|None,
+    "state_dict": {str: Tensor}|None}`` -> ``Sequential(Linear(d0, d1), [BatchNorm1d(d1)], ReLU(), ...,
     Linear(dn-1, dn))``; ``seed`` seeds the default init, ``state_dict`` replaces it."""
-    check_keys(spec, "mlp", required={"sizes"}, optional={"bias", "seed", "state_dict"})
-    sizes, bias = spec["sizes"], spec.get("bias", True)
+    check_keys(spec, "mlp", required={"sizes"}, optional={"bias", "batchnorm", "seed", "state_dict"})
+    sizes, bias, batchnorm = spec["sizes"], spec.get("bias", True), spec.get("batchnorm", False)
     seed, state = spec.get("seed"), spec.get("state_dict")
     if type(sizes) is not list or len(sizes) < 2 or \
             any(type(n) is not int or n < 1 for n in sizes):
         raise RequestError(f"mlp: sizes must be a list of at least 2 positive ints, got {sizes!r}")
-    if type(bias) is not bool or (seed is not None and type(seed) is not int) or \
+    if type(bias) is not bool or type(batchnorm) is not bool or (seed is not None and type(seed) is not int) or \
             (state is not None and type(state) is not dict):
-        raise RequestError("mlp: bias must be a bool, seed an int, state_dict a dict")
+        raise RequestError("mlp: bias and batchnorm must be bools, seed an int, state_dict a dict")
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
         layers: list[torch.nn.Module] = []
         for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
-            layers += [torch.nn.ReLU()] if i else []
+            if i:
+                layers += [torch.nn.BatchNorm1d(n_in)] if batchnorm else []
+                layers.append(torch.nn.ReLU())
             layers.append(torch.nn.Linear(n_in, n_out, bias=bias))
         model = torch.nn.Sequential(*layers)
     if state is not None:

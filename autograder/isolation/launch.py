@@ -180,6 +180,26 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def wait_stopped(pids: list[int], timeout: float = 1.0) -> None:
+    """Wait (at most ``timeout`` s) until each of ``pids`` is stopped or gone: a ``SIGSTOP`` is delivered
+    asynchronously, and a process on another core may run on for a moment. Without ``/proc``, returns."""
+    deadline = time.monotonic() + timeout
+    waiting = list(pids)
+    while waiting and time.monotonic() < deadline:
+        still = []
+        for pid in waiting:
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:  # gone (or no /proc)
+                continue
+            if stat[stat.rfind(b")") + 2:][:1] not in (b"T", b"t", b"Z", b"X"):
+                still.append(pid)
+        waiting = still
+        if waiting:
+            time.sleep(0.001)
+
+
 class Child:
     """One running child: the process, the parent's pipe ends and its directory."""
 

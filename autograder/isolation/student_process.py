@@ -50,6 +50,7 @@ from .launch import (
     child_env,
     default_launcher,
     descendants,
+    wait_stopped,
     describe_exit,
 )
 
@@ -517,6 +518,7 @@ class StudentProcess:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGSTOP)
                     stopped.append(pid)
+        wait_stopped(stopped)
         return stopped
 
     def names(self, timeout: float | None = None) -> dict[str, bool]:

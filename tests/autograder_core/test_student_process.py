@@ -358,6 +358,17 @@ def test_modules_are_built_from_specs_and_come_back_as_state_dicts(sp):
     assert all(torch.equal(built[k], v) for k, v in fresh.state_dict().items())
 
 
+def test_mlps_with_batchnorm_carry_their_buffers(sp):
+    """What a check of an in-place update of a model needs: parameters and buffers come back separately."""
+    torch.manual_seed(3)
+    fresh = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    built = sp.call("identity", mlp_spec([4, 8, 2], seed=3, batchnorm=True)).value
+    assert list(built) == list(fresh.state_dict())  # 1.running_mean, 1.running_var, 1.num_batches_tracked too
+    assert all(torch.equal(built[k], v) for k, v in fresh.state_dict().items())
+    with pytest.raises(ValueError, match="batchnorm must be"):
+        sp.call("identity", {"__build__": "mlp", "sizes": [2, 2], "batchnorm": 1})
+
+
 def test_generators_are_built_from_specs(sp):
     expected = torch.randn(3, generator=torch.Generator().manual_seed(11))
     assert torch.equal(sp.call("sample", generator_spec(11)).value, expected)
