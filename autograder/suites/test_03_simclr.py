@@ -208,7 +208,7 @@ def _sim_matrix_loop(x):
 
 @graded(NB, "compute_sim_matrix", "vectorized")
 def test_compute_sim_matrix_vectorized(student, ref):
-    return expect_vectorized(student, "compute_sim_matrix", [_randn((128, 16), 7)],
+    return expect_vectorized(student, "compute_sim_matrix", [_randn((128, 4), 7)],
                              reference=ref.compute_sim_matrix, loop=_sim_matrix_loop)
 
 
