@@ -16,6 +16,7 @@ nothing else; so does a child that will not start.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import tempfile
@@ -141,8 +142,8 @@ def grade_notebook(notebook: str, path: Path | str | None, *, isolation: Isolati
     process = StudentProcess(extraction.source, call_timeout=call_timeout, threads=threads,
                              launcher=isolation.launcher, packages=PACKAGES, device=device)
     # the timing twin: the reference in a child like the student's, to measure what the channel adds
-    twin = lambda: StudentProcess(reference_source(notebook), call_timeout=call_timeout,  # noqa: E731
-                                  threads=threads, launcher=isolation.launcher, packages=PACKAGES, device=device)
+    twin = functools.partial(StudentProcess, reference_source(notebook), call_timeout=call_timeout,
+                             threads=threads, launcher=isolation.launcher, packages=PACKAGES, device=device)
     student = RemoteStudent(process, substitutes, twin=twin)
     try:
         process.start()

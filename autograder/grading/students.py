@@ -203,10 +203,10 @@ class LocalStudent:
 
     def call(self, name, *args, **kwargs) -> CallResult:
         with _naming(name, args, kwargs):
-            return self._call(name, *args, **kwargs)
+            return self._call(name, self.substitutes.get(name, {}), *args, **kwargs)
 
-    def _call(self, name, *args, grad_of=None, grad_output=None, return_args=False, then_call=None, seed=None,
-              **kwargs) -> CallResult:
+    def _call(self, name, substitutes, *args, grad_of=None, grad_output=None, return_args=False, then_call=None,
+              seed=None, **kwargs) -> CallResult:
         fn = self._function(name)
         copy = lambda a: a.detach().clone() if isinstance(a, torch.Tensor) else a  # noqa: E731
         args, kwargs = [copy(a) for a in args], {k: copy(v) for k, v in kwargs.items()}
@@ -216,7 +216,7 @@ class LocalStudent:
             torch.manual_seed(seed)
         start = time.perf_counter()
         try:
-            with self._substituted(self.substitutes.get(name, {})):
+            with self._substituted(substitutes):
                 value = fn(*args, **kwargs)
                 if then_call is not None:
                     value = [value(*[_local_build(x) for x in a]) for a in then_call]
@@ -237,11 +237,8 @@ class LocalStudent:
 
     def timed(self, name, *args) -> tuple[CallResult, float]:
         substitutes = self.substitutes.get(name, {}) if self.substitute_when_timing else {}
-        saved, self.substitutes = self.substitutes, {**self.substitutes, name: substitutes}
-        try:
-            result = self.call(name, *args)
-        finally:
-            self.substitutes = saved
+        with _naming(name, args, {}):
+            result = self._call(name, substitutes, *args)
         return result, result.seconds
 
     def paused(self):

@@ -152,6 +152,17 @@ def child_env(workdir: str, threads: int, statement_timeout: float,
 # --------------------------------------------------------------------------- the child
 
 
+def _stat_fields(pid: int | str) -> list[bytes] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state, ppid, ...), or ``None`` if the process
+    is gone or there is no ``/proc``. The name may hold spaces and parentheses, so split after the last ')'."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.rfind(b")") + 2:].split()
+
+
 def descendants(pid: int) -> list[int]:
     """``pid`` and every process below it, parents first (from ``/proc``; just ``[pid]`` without it)."""
     children: dict[int, list[int]] = {}
@@ -160,16 +171,8 @@ def descendants(pid: int) -> list[int]:
     except OSError:
         return [pid]
     for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:  # gone meanwhile
-            continue
-        # pid (comm) state ppid ...: comm may hold spaces and parentheses, so split after the last ')'
-        fields = stat[stat.rfind(b")") + 2:].split()
-        if len(fields) > 1:
+        fields = _stat_fields(entry) if entry.isdigit() else None
+        if fields and len(fields) > 1:
             children.setdefault(int(fields[1]), []).append(int(entry))
     found, todo = [], [pid]
     while todo:
@@ -186,16 +189,7 @@ def wait_stopped(pids: list[int], timeout: float = 1.0) -> None:
     deadline = time.monotonic() + timeout
     waiting = list(pids)
     while waiting and time.monotonic() < deadline:
-        still = []
-        for pid in waiting:
-            try:
-                with open(f"/proc/{pid}/stat", "rb") as f:
-                    stat = f.read()
-            except OSError:  # gone (or no /proc)
-                continue
-            if stat[stat.rfind(b")") + 2:][:1] not in (b"T", b"t", b"Z", b"X"):
-                still.append(pid)
-        waiting = still
+        waiting = [pid for pid in waiting if (fields := _stat_fields(pid)) and fields[0] not in (b"T", b"t", b"Z", b"X")]
         if waiting:
             time.sleep(0.001)
 
