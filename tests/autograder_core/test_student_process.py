@@ -414,6 +414,7 @@ def test_paused_stops_every_process_of_the_child(tmp_path):
             states = [open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] for pid in pids]
             time.sleep(0.5)
             resumed_at = time.time()
+        time.sleep(0.1)  # the ticker sleeps 10 ms between ticks: give it time to tick again
         ticks = process.call("ticks").value
     assert set(states) == {"T"}, states  # every process stopped
     during = [t for t in ticks if paused_at + 0.05 < t < resumed_at - 0.05]
