@@ -149,7 +149,7 @@ assert logits.shape == (4, 11) and labels.tolist() == [0, 0, 0, 0]
 assert torch.allclose(logits[:, 0], (q * k).sum(1) / 0.2), "the positive q_i . k_i / tau goes first"
 print("moco_logits: looks right")
 """),
-    hidden("moco_logits", 2),
+    hidden("moco_logits", 2.5),
     graded_cell("moco_loss"),
     code(r"""
 # Public check
