@@ -37,7 +37,7 @@ class MoCoTrace:
     """What one training run recorded, one entry per logged step."""
 
     steps: list[int] = field(default_factory=list)
-    distance: list[float] = field(default_factory=list)           # ||theta_k - theta_q|| / ||theta_q||
+    distance: dict[float, list[float]] = field(default_factory=dict)  # {m: ||theta_k - theta_q|| / ||theta_q||}
     positive: list[float] = field(default_factory=list)           # mean q.k (a cosine)
     hardest_negative: list[float] = field(default_factory=list)   # mean over queries of the largest q.queue
 
@@ -45,15 +45,20 @@ class MoCoTrace:
 class MoCo(nn.Module):
     """Query encoder (trained), key encoder (a momentum copy), and the queue of keys with their ages.
 
-    ``forward`` is the query encoder: ``x [B, 3, H, W] -> (h, z)``.
+    ``forward`` is the query encoder: ``x [B, 3, H, W] -> (h, z)``. ``shadow_m``: momenta of extra
+    copies that only follow the query encoder's parameters (they encode nothing), to show how far a key
+    encoder with another m would trail the same query encoder (`shadows`).
     """
 
-    def __init__(self, encoder: nn.Module, queue_size: int = 4096, out_dim: int = 64):
+    def __init__(self, encoder: nn.Module, queue_size: int = 4096, out_dim: int = 64,
+                 shadow_m: tuple[float, ...] = ()):
         super().__init__()
         self.query = SimCLRModel(encoder, out_dim=out_dim)
         self.key = copy.deepcopy(self.query)
         for p in self.key.parameters():
             p.requires_grad_(False)
+        self.shadow_m = tuple(shadow_m)
+        self.shadows = nn.ModuleList(copy.deepcopy(self.key) for _ in self.shadow_m)
         g = torch.Generator().manual_seed(0)
         self.register_buffer("queue", F.normalize(torch.randn(queue_size, out_dim, generator=g), dim=1))
         self.register_buffer("written_at", torch.full((queue_size,), -1, dtype=torch.long))  # step of each slot
@@ -63,9 +68,11 @@ class MoCo(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.query(x)
 
-    def key_distance(self) -> float:
-        """How far the key encoder's parameters are from the query encoder's, relative to the latter."""
-        diff = sum(((pk - pq) ** 2).sum() for pq, pk in zip(self.query.parameters(), self.key.parameters()))
+    def key_distance(self, key: nn.Module | None = None) -> float:
+        """How far the key encoder's (or a shadow's) parameters are from the query encoder's, relative to the
+        latter."""
+        key = self.key if key is None else key
+        diff = sum(((pk - pq) ** 2).sum() for pq, pk in zip(self.query.parameters(), key.parameters()))
         norm = sum((pq ** 2).sum() for pq in self.query.parameters())
         return float((diff / norm).sqrt())
 
@@ -89,6 +96,8 @@ def moco_step(fns: MoCoFunctions, *, m: float, tau: float, augment: Callable, tr
         q = F.normalize(q, dim=1)
         with torch.no_grad():
             fns.momentum_update(model.query, model.key, m)
+            for shadow_m, shadow in zip(model.shadow_m, model.shadows):
+                fns.momentum_update(model.query, shadow, shadow_m)
             x_k = augment(images)
             if shuffle:
                 x_k, unshuffle = fns.batch_shuffle(x_k)
@@ -100,7 +109,8 @@ def moco_step(fns: MoCoFunctions, *, m: float, tau: float, augment: Callable, tr
         if trace is not None and model.step_count % log_every == 0:
             with torch.no_grad():
                 trace.steps.append(model.step_count)
-                trace.distance.append(model.key_distance())
+                for key_m, key in ((m, model.key), *zip(model.shadow_m, model.shadows)):
+                    trace.distance.setdefault(key_m, []).append(model.key_distance(key))
                 trace.positive.append(float((q * k).sum(1).mean()))
                 trace.hardest_negative.append(float((q @ model.queue.T).max(dim=1).values.mean()))
         n = len(k)
