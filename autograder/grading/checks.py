@@ -126,7 +126,8 @@ def _median(values: Sequence[float]) -> float:
 
 def expect_vectorized(student: Student, name: str, args: Sequence[Any], *, reference: Callable,
                       loop: Callable, closeness: float = 0.8, rounds: int = 3, repeats: int = 5,
-                      rtol: float = 1e-4, atol: float = 1e-5, advice: str = "") -> str:
+                      rtol: float = 1e-4, atol: float = 1e-5, advice: str = "",
+                      fresh: Callable[[Sequence[Any], int], list[Any]] = None) -> str:
     """Fail unless the student's ``name`` runs near the vectorized reference's speed on inputs like ``args``.
 
     ``loop`` is the same computation written with a Python loop over the
@@ -143,9 +144,13 @@ def expect_vectorized(student: Student, name: str, args: Sequence[Any], *, refer
     channel's latency has a long tail) is its time. On a log scale from the
     reference (0) to the loop (1), that time must fall at or below ``closeness``: whole-tensor code, even a
     wasteful one (broadcasting instead of a matrix product), sits well below
-    0.8; a loop over the rows sits near 1. A function that returns a tuple
+    0.8 when its intermediates are no larger than the result (a broadcast
+    that makes an ``[N, K, D]`` tensor for an ``[N, K]`` result can be as
+    slow as a loop); a loop over the rows sits near 1. A function that returns a tuple
     of tensors (e.g. logits and labels) is compared element by element.
-    ``advice`` replaces the failure's generic advice. Returns the figures (for the staff).
+    ``advice`` replaces the failure's generic advice. ``fresh(args, seed)``
+    makes the new inputs (default `fresh_inputs`), for functions whose
+    inputs must have a form (e.g. unit rows). Returns the figures (for the staff).
     """
     import time
 
@@ -170,7 +175,7 @@ def expect_vectorized(student: Student, name: str, args: Sequence[Any], *, refer
     try:
         t_s, t_r, t_l, t_o = [], [], [], []
         for r in range(rounds):
-            batch = [fresh_inputs(args, 1000 * (r + 1) + k) for k in range(repeats + 1)]  # the first: warm-up
+            batch = [(fresh or fresh_inputs)(args, 1000 * (r + 1) + k) for k in range(repeats + 1)]  # 1st: warm-up
             with student.paused():
                 here = [on_device(a) for a in batch]
                 wants = [_cpu(reference(*a)) for a in here]
