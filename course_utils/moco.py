@@ -3,7 +3,7 @@
 The notebook's graded functions (momentum update, enqueue, logits and loss, batch shuffle) are passed in,
 so that the step trains with the student's code; this module only keeps the state and records what the
 notebook's pictures show (how far the key encoder trails the query encoder, how old each queue slot is,
-the positive and the hardest negative logit).
+the cosines of the positive and of the hardest negative).
 
 Shapes: images ``[B, 3, H, W]``; projections ``[B, D]``; the queue ``[K, D]``, L2-normalised rows.
 """

@@ -20,7 +20,7 @@ What runs where, per step (``P`` processes, ``n = batch_size // P`` images each)
 - shuffling BN: with ``P > 1`` the keys' images are shuffled across processes (`gather_shuffle` /
   `gather_unshuffle` of `course_utils.distributed`); with one process by the student's ``batch_shuffle``
   / ``batch_unshuffle``. Inside a process the BatchNorm layers normalise groups of ``n // bn_splits``
-  images (`SplitBatchNorm`, as in MoCo's CIFAR-10 demo), so that one GPU behaves like several;
+  images (`models.SplitBatchNorm`, as in MoCo's CIFAR-10 demo), so that one GPU behaves like several;
 - the loss is the student's ``moco_loss`` on this process's queries and keys;
 - the keys of all processes, in rank order (``concat_all_gather``, the same on every process), are written
   into every process's queue by the student's ``enqueue``, so the queues stay identical.
@@ -58,7 +58,7 @@ from .augment import BatchAugment
 from .data import DEFAULT_MEAN, DEFAULT_STD, load_images, load_synthetic
 from .distributed import concat_all_gather, gather_shuffle, gather_unshuffle
 from .evaluation import knn_accuracy
-from .models import ResNetEncoder
+from .models import ResNetEncoder, split_batchnorms
 from .moco import MoCoFunctions
 
 GRADED = tuple(f.name for f in dataclasses.fields(MoCoFunctions))  # the six functions a --functions file defines
@@ -149,45 +149,6 @@ def export_functions(namespace: dict[str, Any], path: str | os.PathLike, names: 
 
 # --------------------------------------------------------------------------- the networks
 
-class SplitBatchNorm(nn.BatchNorm2d):
-    """BatchNorm2d whose training-mode statistics are computed over ``num_splits`` groups of the batch
-    (rows ``i`` with the same ``i % num_splits``), as ``num_splits`` GPUs would; eval mode is BatchNorm2d's.
-
-    Shape: ``[N, C, H, W] -> [N, C, H, W]`` with ``N`` a multiple of ``num_splits``. Its state dict is a
-    BatchNorm2d's (the running statistics are the mean over the groups).
-    """
-
-    def __init__(self, num_features: int, num_splits: int):
-        super().__init__(num_features)
-        self.num_splits = num_splits
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.num_splits == 1:
-            return super().forward(x)
-        n, c, h, w = x.shape
-        s = self.num_splits
-        mean, var = self.running_mean.repeat(s), self.running_var.repeat(s)
-        out = F.batch_norm(x.reshape(n // s, c * s, h, w), mean, var, self.weight.repeat(s), self.bias.repeat(s),
-                           True, self.momentum, self.eps).reshape(n, c, h, w)
-        with torch.no_grad():
-            self.running_mean.copy_(mean.view(s, c).mean(0))
-            self.running_var.copy_(var.view(s, c).mean(0))
-            self.num_batches_tracked += 1
-        return out
-
-
-def _split_batchnorms(module: nn.Module, num_splits: int) -> nn.Module:
-    """Replace every BatchNorm2d of ``module`` by a `SplitBatchNorm` (in place; the same parameters)."""
-    for name, child in module.named_children():
-        if isinstance(child, nn.BatchNorm2d) and not isinstance(child, SplitBatchNorm):
-            split = SplitBatchNorm(child.num_features, num_splits)
-            split.load_state_dict(child.state_dict())
-            setattr(module, name, split)
-        else:
-            _split_batchnorms(child, num_splits)
-    return module
-
-
 def build_backbone(config: MoCoDDPConfig, bn_splits: int = 1) -> nn.Module:
     """The encoder ``f``: ``[B, 3, 32, 32] -> [B, feature_dim]`` (``feature_dim`` is an attribute).
 
@@ -206,7 +167,7 @@ def build_backbone(config: MoCoDDPConfig, bn_splits: int = 1) -> nn.Module:
         net = ResNetEncoder(width=config.width, stem_stride=2)
     else:
         raise ValueError(f"arch must be 'resnet18' or 'small', got {config.arch!r}")
-    return _split_batchnorms(net, bn_splits) if bn_splits > 1 else net
+    return split_batchnorms(net, bn_splits) if bn_splits > 1 else net
 
 
 class MoCoV2Encoder(nn.Module):

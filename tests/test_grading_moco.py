@@ -63,7 +63,7 @@ def batch_unshuffle(x, unshuffle_index):
     return out
 """,
 }
-EXPECTED_1 = {"momentum_update": 0, "enqueue": _without("enqueue", "values", "edge_cases"), "moco_logits": 0,
+EXPECTED_1 = {"momentum_update": _without("momentum_update", "values", "edge_cases"), "enqueue": _without("enqueue", "values", "edge_cases"), "moco_logits": 0,
               "moco_loss": 0, "batch_shuffle": _without("batch_shuffle", "randomness"), "batch_unshuffle": 0}
 
 WRONG_2 = {  # detaching, copying and raising mistakes
@@ -100,7 +100,7 @@ def batch_shuffle(x, generator=None):
     return x[perm], torch.argsort(perm)
 """,
 }
-EXPECTED_2 = {**FULL, "momentum_update": 0, "enqueue": _without("enqueue", "errors"),
+EXPECTED_2 = {**FULL, "momentum_update": _without("momentum_update", "values", "edge_cases"), "enqueue": _without("enqueue", "errors"),
               "moco_logits": _without("moco_logits", "gradients"), "moco_loss": 0,
               "batch_shuffle": _without("batch_shuffle", "randomness")}
 
@@ -129,7 +129,8 @@ def batch_shuffle(x, generator=None):
     return x[perm], torch.argsort(perm)
 """,
 }
-EXPECTED_3 = {**FULL, "momentum_update": 0, "enqueue": _without("enqueue", "values", "edge_cases"),
+EXPECTED_3 = {**FULL, "momentum_update": _without("momentum_update", "gradients"),  # right values, a graph
+              "enqueue": _without("enqueue", "gradients"),  # right values, the keys' graph kept
               "moco_logits": 0, "batch_shuffle": _without("batch_shuffle", "randomness")}
 
 WRONG_4 = {  # the labels, and a pointer as a tensor
@@ -200,7 +201,8 @@ def batch_shuffle(x, generator=None):
     return x[perm], perm  # the permutation itself, not its inverse
 """,
 }
-EXPECTED_LOOP = {**FULL, "moco_logits": _without("moco_logits", "vectorized"), "momentum_update": 0,
+EXPECTED_LOOP = {**FULL, "moco_logits": _without("moco_logits", "vectorized"),
+                 "momentum_update": _without("momentum_update", "values", "edge_cases"),
                  "enqueue": _without("enqueue", "values", "edge_cases"),
                  "batch_shuffle": _without("batch_shuffle", "values")}  # the shuffles themselves are random
 
@@ -403,7 +405,8 @@ def test_a_bug_that_shows_in_one_check_costs_only_that_check(graded):
     cost = {(case, function): {c.check for (f, _), c in _checks(graded[case]).items() if f == function and not c.passed}
             for case, function in (("wrong_1", "enqueue"), ("wrong_1", "batch_shuffle"), ("wrong_2", "enqueue"),
                                    ("wrong_2", "moco_logits"), ("wrong_2", "batch_shuffle"),
-                                   ("wrong_3", "batch_shuffle"), ("wrong_4", "moco_logits"),
+                                   ("wrong_3", "batch_shuffle"), ("wrong_3", "momentum_update"), ("wrong_3", "enqueue"),
+                                   ("wrong_4", "moco_logits"),
                                    ("wrong_loop", "moco_logits"), ("wrong_loop", "batch_shuffle"))}
     assert cost == {
         ("wrong_1", "enqueue"): {"values", "edge_cases"},        # it still raises for N > K
@@ -412,6 +415,8 @@ def test_a_bug_that_shows_in_one_check_costs_only_that_check(graded):
         ("wrong_2", "moco_logits"): {"gradients"},               # undetached: the values are right
         ("wrong_2", "batch_shuffle"): {"randomness"},
         ("wrong_3", "batch_shuffle"): {"randomness"},
+        ("wrong_3", "momentum_update"): {"gradients"},           # right values, but a graph in the key encoder
+        ("wrong_3", "enqueue"): {"gradients"},                   # right rows, but the keys' graph kept
         ("wrong_4", "moco_logits"): {"values", "edge_cases", "vectorized"},  # the labels are not in the gradient
         ("wrong_loop", "moco_logits"): {"vectorized"},
         ("wrong_loop", "batch_shuffle"): {"values"},             # its shuffles are random; its inverse is wrong

@@ -44,8 +44,9 @@ NO_GRAD = ("wrap the update in torch.no_grad() (or update p.data): the key encod
            "backpropagation")
 
 
-def _momentum_case(student, sizes, m, batchnorm, seed):
-    """momentum_update on a query MLP (parameters requiring grad) and a key MLP (frozen, as in MoCo)."""
+def _momentum_case(student, sizes, m, batchnorm, seed, graph=False):
+    """momentum_update on a query MLP (parameters requiring grad) and a key MLP (frozen, as in MoCo); with
+    ``graph``, only whether it built an autograd graph into the key encoder (its values are the other checks')."""
     q_state, k_state = _state(sizes, seed, batchnorm), _state(sizes, seed + 100, batchnorm)
     query = mlp_spec(sizes, q_state, batchnorm=batchnorm)
     key = mlp_spec(sizes, k_state, batchnorm=batchnorm, requires_grad=False)
@@ -56,6 +57,10 @@ def _momentum_case(student, sizes, m, batchnorm, seed):
         if "leaf Variable" in e.message or "requires grad" in e.message:
             raise Failure(f"{call} raised {e.message}\nHint: {NO_GRAD}") from None
         raise
+    if graph:
+        if result.graph[1]:
+            raise Failure(f"{call} built an autograd graph into the key encoder's parameters\nHint: {NO_GRAD}")
+        return
     if result.value is not None:
         raise Failure(f"{call} returned {describe(result.value)}; it should update key_encoder in place and return None")
     q_after, k_after = result.args_after[0], result.args_after[1]
@@ -77,8 +82,6 @@ def _momentum_case(student, sizes, m, batchnorm, seed):
                 raise Failure(f"{message}\nHint: the formula is reversed: theta_k <- m * theta_k + (1 - m) * theta_q "
                               "keeps most of the key encoder")
             expect_tensor(got, moved.to(got.dtype), call=f"{call}: the key encoder's {name}", rtol=1e-5, atol=1e-6)
-    if result.graph[1]:
-        raise Failure(f"{call} built an autograd graph into the key encoder's parameters\nHint: {NO_GRAD}")
 
 
 @graded(NB, "momentum_update", "values")
@@ -93,12 +96,21 @@ def test_momentum_update_edge_cases(student, ref):
         _momentum_case(student, [3, 4, 2], m, True, seed=30 + i)
 
 
+@graded(NB, "momentum_update", "gradients")
+def test_momentum_update_gradients(student, ref):
+    """No autograd graph: the key encoder is not trained by backpropagation, and a graph kept in its
+    parameters would grow with every step."""
+    _momentum_case(student, [4, 8, 3], 0.99, True, seed=40, graph=True)
+
+
 # --------------------------------------------------------------------------- enqueue
 
 WRAP = "each key goes to row (ptr + i) % K: wrap around the end of the queue"
 
 
-def _enqueue_case(student, size, dim, ptr, n, seed, dtype=torch.float32):
+def _enqueue_case(student, size, dim, ptr, n, seed, dtype=torch.float32, graph=False):
+    """enqueue on a seeded queue and keys (the keys requiring grad, as the key encoder's output may); with
+    ``graph``, only whether the queue took the keys' graph."""
     queue, keys = randn((size, dim), seed, dtype), randn((n, dim), seed + 1, dtype)
     call = describe_call("enqueue", [queue, ptr, keys], {})
     try:
@@ -107,6 +119,11 @@ def _enqueue_case(student, size, dim, ptr, n, seed, dtype=torch.float32):
         if ptr + n > size and e.exc_type == "RuntimeError" and "size" in e.message:
             raise Failure(f"{call} raised {e.message}\nHint: {WRAP}") from None
         raise
+    if graph:
+        if result.graph[0]:
+            raise Failure(f"after {call} the queue requires grad: store keys.detach(), so that no graph is kept "
+                          "from one step to the next")
+        return
     expected = queue.clone()
     expected[[(ptr + i) % size for i in range(n)]] = keys
     after = result.args_after[0]
@@ -117,9 +134,6 @@ def _enqueue_case(student, size, dim, ptr, n, seed, dtype=torch.float32):
         raise Failure(f"{call} left the queue unchanged: write the keys into it in place (queue[rows] = keys)")
     expect_tensor(after, expected, call=f"the queue after {call}", rtol=0, atol=0,
                   hints=[Hint(WRAP, lambda q, p, k: _no_wrap(q, p, k))], inputs=[queue, ptr, keys])
-    if result.graph[0]:
-        raise Failure(f"after {call} the queue requires grad: store keys.detach(), so that no graph is kept from "
-                      "one step to the next")
 
 
 def _no_wrap(queue, ptr, keys):
@@ -141,6 +155,11 @@ def test_enqueue_values(student, ref):
 def test_enqueue_edge_cases(student, ref):
     _enqueue_case(student, 6, 2, 4, 6, 4)     # N == K: every row, starting at ptr
     _enqueue_case(student, 5, 3, 0, 5, 5)     # N == K from 0: the pointer comes back to 0
+
+
+@graded(NB, "enqueue", "gradients")
+def test_enqueue_gradients(student, ref):
+    _enqueue_case(student, 12, 4, 2, 5, 7, graph=True)
 
 
 @graded(NB, "enqueue", "errors")
@@ -207,6 +226,9 @@ def _split(result, call, n, k):
 def _check_labels(labels, n, device, call):
     if type(labels) is not torch.Tensor or labels.shape != (n,) or labels.dtype != torch.long:
         raise Failure(f"the labels of {call} are {describe(labels)}; expected int64 (torch.long) [{n}]")
+    if labels.device != device:
+        raise Failure(f"the labels of {call} are on {labels.device}; expected {device}, the inputs' device "
+                      "(torch.zeros(N, dtype=torch.long, device=q.device))")
     if not torch.equal(labels.cpu(), torch.zeros(n, dtype=torch.long)):
         raise Failure(f"the labels of {call} are {labels.tolist()[:8]}...; expected all zeros: the positive is at "
                       "index 0 for every query")
@@ -290,19 +312,36 @@ def _logits_loop(q, k, queue, tau):
     return torch.stack(rows), torch.zeros(len(q), dtype=torch.long, device=q.device)
 
 
+def _logits_queue_loop(q, k, queue, tau):
+    """moco_logits with a Python loop over the queue's keys (one matrix-vector product each)."""
+    negatives = torch.stack([q @ queue[j] for j in range(len(queue))], dim=1)
+    return torch.cat([(q * k).sum(1, keepdim=True), negatives], 1) / tau, \
+        torch.zeros(len(q), dtype=torch.long, device=q.device)
+
+
+def _unit_inputs(args, seed):
+    """New unit rows of the shapes of ``args`` (moco_logits' inputs are L2-normalised), the same tau."""
+    return [*_logit_case(len(args[0]), len(args[2]), args[0].shape[1], seed), args[3]]
+
+
+VECTORIZED_ADVICE = ("compute the negatives with one matrix product, q @ queue.T (no Python loop over the queries or "
+                     "the queue, and no broadcast q[:, None] * queue[None], which at MoCo's size, N = 256, "
+                     "K = 65,536, D = 128, would need an 8 GB intermediate)")
+
+
 @graded(NB, "moco_logits", "vectorized")
 def test_moco_logits_vectorized(student, ref):
-    # Many queries and a short queue. With a queue of thousands the logits matrix itself is what costs (it
-    # is memory-bound on a CPU: a loop over the queries measured only 1.2 to 6 times the reference at
-    # K = 1024 to 2048), and sending it back jitters by milliseconds; at K = 256 a loop costs about 10 times
-    # the matrix product, well clear of the limit.
-    q, key, queue = _logit_case(2048, 256, 16, 90)
-    return expect_vectorized(
-        student, "moco_logits", [q, key, queue, 0.2], reference=ref.moco_logits, loop=_logits_loop, closeness=0.7,
-        fresh=lambda args, seed: [*_logit_case(len(args[0]), len(args[2]), args[0].shape[1], seed), args[3]],
-        advice="compute the negatives with one matrix product, q @ queue.T (no Python loop over the queries or the "
-               "queue, and no broadcast q[:, None] * queue[None], which at MoCo's size, N = 256, K = 65,536, D = 128, "
-               "would need an 8 GB intermediate)")
+    # Two shapes, one per loop to catch. Many queries and a short queue, against a loop over the queries: with a
+    # queue of thousands the logits matrix itself is what costs (memory-bound on a CPU: a loop over the
+    # queries measured only 1.2 to 6 times the reference at K = 1024 to 2048) and sending it back jitters by
+    # milliseconds, while at K = 256 that loop costs about 10 times the matrix product. Then few queries and a
+    # queue of 4,096 keys, against a loop over the queue (about 100 times the reference).
+    figures = []
+    for (n, k), loop in (((2048, 256), _logits_loop), ((64, 4096), _logits_queue_loop)):
+        q, key, queue = _logit_case(n, k, 16, 90)
+        figures.append(expect_vectorized(student, "moco_logits", [q, key, queue, 0.2], reference=ref.moco_logits,
+                                         loop=loop, closeness=0.7, fresh=_unit_inputs, advice=VECTORIZED_ADVICE))
+    return "; ".join(figures)
 
 
 # --------------------------------------------------------------------------- moco_loss
@@ -413,6 +452,14 @@ def test_batch_shuffle_randomness(student, ref):
     if not torch.equal(again, perms[:3]):
         raise Failure("batch_shuffle with generators seeded alike gave other permutations: draw with "
                       "torch.randperm(N, generator=generator)")
+    # without a generator (as the training step calls it): torch's global generator, new draws every call
+    x = torch.arange(n, dtype=torch.float32).view(n, 1)
+    unseeded = [student.call("batch_shuffle", x, seed=2000 if i == 0 else None).value[0][:, 0].long() for i in range(200)]
+    distinct = len({tuple(p.tolist()) for p in unseeded})
+    if distinct < 140:  # 200 uniform draws among 720: 175 distinct on average, sd 4
+        raise Failure(f"batch_shuffle(x) without a generator gave only {distinct} distinct permutations in 200 calls "
+                      "(about 175 expected): with generator=None, draw from torch's global generator "
+                      "(torch.randperm(N, generator=None)), not from a fixed seed")
 
 
 @graded(NB, "batch_unshuffle", "values")
