@@ -7,6 +7,7 @@ the others go on.
 from __future__ import annotations
 
 import csv
+import multiprocessing
 import os
 import tempfile
 import traceback
@@ -65,7 +66,9 @@ def grade_folder(folder: Path, csv_path: Path, *, workers: int = 2, results_dir:
     chosen = expected_notebooks(notebooks, ()) if notebooks or os.environ.get(ENV_NOTEBOOKS) \
         else _notebooks_handed_in(subs)
     columns = [f"{nb}.{fn}" for nb, table in POINTS.items() if nb in chosen for fn in table]
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+    # spawn, not fork: a fork of a process whose other threads hold locks (torch's pools, after any tensor
+    # work, e.g. when called from a notebook or a test) can deadlock in the child
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_grade_one, str(s), chosen) for s in subs]
         outcomes = []
         for future in futures:
