@@ -37,6 +37,18 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 
+def _need_two_processes(name: str, yours: str) -> None:
+    """These are the cross-process versions of the notebooks' graded functions: not a way round writing them."""
+    if not dist.is_initialized() or dist.get_world_size() < 2:
+        raise RuntimeError(f"{name} needs a process group of at least 2 processes (run it with spawn); on one "
+                           f"process, use your own {yours}")
+
+
+def _demo_device(rank: int) -> torch.device:
+    """Where a demo's tensors live: this rank's GPU under nccl (it cannot gather CPU tensors), else the CPU."""
+    return torch.device("cuda", rank) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
 @torch.no_grad()
 def concat_all_gather(x: torch.Tensor) -> torch.Tensor:
     """``[N, ...]`` on each rank -> ``[world_size * N, ...]``, rank 0's rows first, no gradient."""
@@ -52,6 +64,7 @@ def gather_shuffle(x: torch.Tensor, generator: torch.Generator | None = None) ->
     Shape: ``x [N, ...]`` -> ``(shuffled [N, ...], unshuffle_index [world_size * N])``. The permutation
     is drawn on rank 0 (with ``generator`` there, if given) and broadcast, so every rank agrees on it.
     """
+    _need_two_processes("gather_shuffle", "batch_shuffle")
     gathered = concat_all_gather(x)
     total, rank = len(gathered), dist.get_rank()
     order = torch.randperm(total, generator=generator) if rank == 0 else torch.empty(total, dtype=torch.long)
@@ -103,6 +116,7 @@ def simclr_loss_across_processes(z_left: torch.Tensor, z_right: torch.Tensor, ta
     DistributedDataParallel, which averages the parameters' gradients over ranks, training follows the
     gradient of that global loss.
     """
+    _need_two_processes("simclr_loss_across_processes", "simclr_loss_vectorized")
     world, rank, n = dist.get_world_size(), dist.get_rank(), len(z_left)
     left = all_gather_with_grad(F.normalize(z_left, dim=1))             # [world * N, D], rank order
     right = all_gather_with_grad(F.normalize(z_right, dim=1))
@@ -159,16 +173,18 @@ def shuffle_bn_demo(rank: int, world_size: int, n: int = 8, seed: int = 0) -> di
     BN is about), unshuffled, and the gathered keys are written into a queue. Returns, per rank: the ids
     its BN saw, the ids after unshuffling, the BN batch mean of the id feature, and its queue.
     """
+    device = _demo_device(rank)
     ids = 1000.0 * rank + torch.arange(n, dtype=torch.float32)
     x = torch.stack([ids, torch.randn(n, generator=torch.Generator().manual_seed(seed + rank))], dim=1)  # [n, 2]
     generator = torch.Generator().manual_seed(seed)
-    shuffled, unshuffle = gather_shuffle(x, generator=generator)
-    bn = torch.nn.BatchNorm1d(2, affine=False)
+    shuffled, unshuffle = gather_shuffle(x.to(device), generator=generator)
+    bn = torch.nn.BatchNorm1d(2, affine=False).to(device)
     keys = torch.cat([shuffled[:, :1], bn(shuffled)[:, 1:]], dim=1)  # the id kept, the feature normalised
     restored = gather_unshuffle(keys, unshuffle)
     queue = torch.zeros(world_size * n * 2, 2)
-    everyone = concat_all_gather(restored)
+    everyone = concat_all_gather(restored).cpu()
     queue[:len(everyone)] = everyone
+    shuffled, restored = shuffled.cpu(), restored.cpu()
     return {"seen_ids": shuffled[:, 0].tolist(), "ids_after": restored[:, 0].tolist(), "ids_before": ids.tolist(),
             "bn_mean_of_ids": shuffled[:, 0].mean().item(), "queue": queue}
 
@@ -177,9 +193,10 @@ def simclr_across_processes_demo(rank: int, world_size: int, left: torch.Tensor,
                                  tau: float) -> dict[str, Any]:
     """This rank's share of a global batch ``left, right [world_size * N, D]``: its loss and the gradients
     that reach its own rows (run it with ``spawn(simclr_across_processes_demo, 2, left, right, tau)``)."""
-    n = len(left) // world_size
+    n, device = len(left) // world_size, _demo_device(rank)
     mine = slice(rank * n, (rank + 1) * n)
-    z_left, z_right = left[mine].clone().requires_grad_(), right[mine].clone().requires_grad_()
+    z_left = left[mine].to(device).clone().requires_grad_()
+    z_right = right[mine].to(device).clone().requires_grad_()
     loss = simclr_loss_across_processes(z_left, z_right, tau)
     loss.backward()
-    return {"loss": loss.item(), "grad_left": z_left.grad, "grad_right": z_right.grad}
+    return {"loss": loss.item(), "grad_left": z_left.grad.cpu(), "grad_right": z_right.grad.cpu()}

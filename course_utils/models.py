@@ -5,10 +5,13 @@
 - `ProjectionHead`: SimCLR's MLP ``g`` mapping features to the space where
   the contrastive loss is computed; thrown away after pre-training.
 - `SimCLRModel`: an encoder and a head; ``forward`` returns ``(h, z)``.
+- `SplitBatchNorm`, `split_batchnorms`: BatchNorm over groups of the batch, so that one process
+  normalises as several GPUs would (what makes MoCo's shuffling BN matter on one process).
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -107,3 +110,42 @@ class SimCLRModel(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class SplitBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d whose training-mode statistics are computed over ``num_splits`` groups of the batch
+    (rows ``i`` with the same ``i % num_splits``), as ``num_splits`` GPUs would; eval mode is BatchNorm2d's.
+
+    Shape: ``[N, C, H, W] -> [N, C, H, W]`` with ``N`` a multiple of ``num_splits``. Its state dict is a
+    BatchNorm2d's (the running statistics are the mean over the groups).
+    """
+
+    def __init__(self, num_features: int, num_splits: int):
+        super().__init__(num_features)
+        self.num_splits = num_splits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.num_splits == 1:
+            return super().forward(x)
+        n, c, h, w = x.shape
+        s = self.num_splits
+        mean, var = self.running_mean.repeat(s), self.running_var.repeat(s)
+        out = F.batch_norm(x.reshape(n // s, c * s, h, w), mean, var, self.weight.repeat(s), self.bias.repeat(s),
+                           True, self.momentum, self.eps).reshape(n, c, h, w)
+        with torch.no_grad():
+            self.running_mean.copy_(mean.view(s, c).mean(0))
+            self.running_var.copy_(var.view(s, c).mean(0))
+            self.num_batches_tracked += 1
+        return out
+
+
+def split_batchnorms(module: nn.Module, num_splits: int) -> nn.Module:
+    """Replace every BatchNorm2d of ``module`` by a `SplitBatchNorm` (in place; the same parameters)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d) and not isinstance(child, SplitBatchNorm):
+            split = SplitBatchNorm(child.num_features, num_splits)
+            split.load_state_dict(child.state_dict())
+            setattr(module, name, split)
+        else:
+            split_batchnorms(child, num_splits)
+    return module

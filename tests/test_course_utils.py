@@ -212,3 +212,20 @@ def test_probe_gain_line_has_the_specs_form_and_adds_up():
     assert probe_gain_line("jigsaw", 0.30, 0.355) == "probe gain: jigsaw 30.0% vs random init 35.5% (-5.5 points)"
     with pytest.raises(ValueError, match="fractions"):
         probe_gain_line("CPC", 63.8, 38.2)
+
+
+def test_split_batchnorm_makes_the_order_of_the_batch_matter_and_loads_as_batchnorm():
+    """MoCo's shuffling BN on one process: with BatchNorm over groups of the batch, a shuffled batch is
+    normalised with other statistics; over the whole batch the order changes nothing."""
+    torch.manual_seed(0)
+    x, perm = torch.randn(16, 3, 32, 32), torch.randperm(16)
+    plain = models.ResNetEncoder(width=8, stem_stride=2).train()
+    split = models.split_batchnorms(models.ResNetEncoder(width=8, stem_stride=2), 4).train()
+    split.load_state_dict(plain.state_dict())  # the same parameters and buffers: a BatchNorm2d's state dict
+    assert any(isinstance(m, models.SplitBatchNorm) for m in split.modules())
+    unshuffled = lambda net: net(x[perm])[torch.argsort(perm)]  # noqa: E731
+    torch.testing.assert_close(unshuffled(plain), plain(x), rtol=1e-4, atol=1e-5)
+    assert (unshuffled(split) - split(x)).abs().max() > 1e-2
+    split.load_state_dict(plain.state_dict())  # (training moved their running statistics differently)
+    plain.eval(), split.eval()
+    torch.testing.assert_close(split(x), plain(x))  # eval mode: the running statistics, as BatchNorm2d

@@ -18,7 +18,7 @@ from autograder.frontends.examples import EXAMPLES, make_submission
 from autograder.grading.points import POINTS
 
 NB = "03_simclr"
-TOTAL = sum(sum(checks.values()) for checks in POINTS[NB].values())
+TOTAL = sum(sum(checks.values()) for table in POINTS.values() for checks in table.values())  # every notebook
 FAILING_BWRAP = """#!/bin/sh
 echo "bwrap: No permissions to create new namespace, likely because the kernel does not allow non-privileged user namespaces" >&2
 exit 1

@@ -58,3 +58,13 @@ def test_simclr_across_processes_is_the_single_process_loss_on_the_whole_batch()
 def test_spawn_refuses_an_empty_group():
     with pytest.raises(ValueError, match="world_size"):
         distributed.spawn(distributed.shuffle_bn_demo, 0)
+
+
+def test_the_cross_process_versions_refuse_one_process():
+    """They are the process-group versions of graded functions (03's loss, 04's shuffle), not a way round them."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(4, 8, generator=g)
+    with pytest.raises(RuntimeError, match="at least 2 processes.*simclr_loss_vectorized"):
+        distributed.simclr_loss_across_processes(z, z, 0.5)
+    with pytest.raises(RuntimeError, match="at least 2 processes.*batch_shuffle"):
+        distributed.gather_shuffle(z)

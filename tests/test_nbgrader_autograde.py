@@ -49,6 +49,7 @@ from autograder.frontends.nbgrader_kernel import choose_kernel_isolation  # noqa
 REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "self_supervised"
 NB = "03_simclr"
+MOCO = "04_moco"  # graded the same way: the plain examples hand it in too (not the hostile ones)
 STUDENTS = ("reference", "starter", "two_bugs", "patcher", "reader")
 LOCAL = ("reference", "starter", "two_bugs")
 NBGRADER_TIMEOUT = 900  # seconds for one nbgrader command (five notebooks); it normally takes two minutes
@@ -126,6 +127,8 @@ def _nbgrader(course: Path, *args: str, env: dict) -> subprocess.CompletedProces
 
 
 def _submit(course: Path, student: str) -> None:
+    if student in LOCAL:
+        make_submission(course / "submitted" / student / ASSIGNMENT, MOCO, EXAMPLES[student][MOCO])
     path = make_submission(course / "submitted" / student / ASSIGNMENT, NB, SUBMISSIONS[student])
     if student in HOSTILE_CELLS:
         nb = nbformat.read(path, as_version=4)
@@ -180,13 +183,13 @@ def local_scores(course):
         result = grade_submission(course_dir / "submitted" / student / ASSIGNMENT)
         out[student] = {f.function: f.score for f in result.functions()}
         assert {f.function: f.max_score for f in result.functions()} == \
-            {f: function_points(NB, f) for f in graded_functions(NB)}
+            {f: function_points(nb, f) for nb in (NB, MOCO) for f in graded_functions(nb)}
     return out
 
 
-def _nbgrader_scores(course_dir: Path, student: str) -> dict[str, tuple[float, float]]:
+def _nbgrader_scores(course_dir: Path, student: str, notebook: str = NB) -> dict[str, tuple[float, float]]:
     with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:
-        nb = gb.find_submission_notebook(NB, ASSIGNMENT, student)
+        nb = gb.find_submission_notebook(notebook, ASSIGNMENT, student)
         return {g.name: (g.score, g.max_score) for g in nb.grades}
 
 
@@ -212,6 +215,26 @@ def test_nbgrader_scores_match_the_local_command(course, local_scores, student):
         assert score == pytest.approx(local), (student, f, score, local)
         assert score == pytest.approx(EXPECTED[student][f]), (student, f, score)
     assert sum(s for s, _ in scores.values()) == pytest.approx(sum(EXPECTED[student].values()))
+
+
+MOCO_EXPECTED = {
+    "reference": {f: function_points(MOCO, f) for f in graded_functions(MOCO)},
+    "starter": {f: 0.0 for f in graded_functions(MOCO)},
+    "two_bugs": {**{f: function_points(MOCO, f) for f in graded_functions(MOCO)},
+                 "momentum_update": 0.0, "moco_logits": 0.0},
+}
+
+
+@pytest.mark.parametrize("student", LOCAL)
+def test_nbgrader_grades_04_moco_with_the_local_commands_points(course, local_scores, student):
+    course_dir, _ = course
+    scores = _nbgrader_scores(course_dir, student, MOCO)
+    assert set(scores) == {f"test_{f}" for f in graded_functions(MOCO)}, sorted(scores)
+    for f in graded_functions(MOCO):
+        score, max_score = scores[f"test_{f}"]
+        assert max_score == function_points(MOCO, f)
+        assert score == pytest.approx(local_scores[student][f]), (student, f, score)
+        assert score == pytest.approx(MOCO_EXPECTED[student][f]), (student, f, score)
 
 
 @pytest.mark.parametrize("student", STUDENTS)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from autograder.grading.points import POINTS, function_points, graded_functions
 from course_utils import release
 from course_utils.notebook_runner import execute
 
@@ -25,6 +26,11 @@ def solution_run():
 @pytest.fixture(scope="module")
 def release_run():
     return execute(RELEASE / "03_simclr.ipynb", fast=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def moco_run():
+    return execute(SOLUTIONS / "04_moco.ipynb", fast=True, timeout=300)
 
 
 def test_solution_notebook_runs_clean_in_fast_mode(solution_run):
@@ -60,15 +66,19 @@ def test_release_is_in_sync_with_the_source():
     assert problems == [], "run `make release` and commit assignments/: " + "; ".join(problems)
 
 
-def test_source_has_a_solution_and_a_graded_test_per_function():
-    cells = _cells(SOLUTIONS / "03_simclr.ipynb")
+@pytest.mark.parametrize("notebook", sorted(POINTS))
+def test_source_has_a_solution_and_a_graded_test_per_function_with_its_points(notebook):
+    cells = _cells(SOLUTIONS / f"{notebook}.ipynb")
     meta = [c["metadata"].get("nbgrader", {}) for c in cells]
     solutions = {m["grade_id"] for m in meta if m.get("solution")}
     graded = {m["grade_id"]: m["points"] for m in meta if m.get("grade")}
-    assert solutions == set(SIMCLR_FUNCTIONS)
-    assert set(graded) == {f"test_{name}" for name in SIMCLR_FUNCTIONS}
-    assert all(p > 0 for p in graded.values())
+    assert solutions == set(graded_functions(notebook))
+    assert graded == {f"test_{name}": function_points(notebook, name) for name in graded_functions(notebook)}
     assert all(m.get("schema_version") == 3 for m in meta if m)
+
+
+def test_simclr_functions_are_the_graded_ones():
+    assert graded_functions("03_simclr") == SIMCLR_FUNCTIONS
 
 
 def test_notebooks_are_committed_without_outputs():
@@ -96,3 +106,30 @@ def test_solution_prints_the_specs_probe_gain_line(solution_run):
     _, acc, base, gain = lines[0]
     assert abs(float(acc) - float(base) - float(gain)) < 0.05
     assert out.index("probe gain:") > out.index("linear probe")  # after the table
+
+
+MOCO_FUNCTIONS = ["momentum_update", "enqueue", "moco_logits", "moco_loss", "batch_shuffle", "batch_unshuffle"]
+
+
+def test_moco_notebook_runs_clean_in_fast_mode_and_reports_its_probe(moco_run):
+    assert moco_run.errors == [], [(c.index, c.error) for c in moco_run.errors]
+    assert not any(c.stderr.strip() for c in moco_run.cells), "a cell wrote to stderr (nbgrader zeroes it)"
+    out = moco_run.output()
+    for name in MOCO_FUNCTIONS:
+        assert f"{name}: {function_points('04_moco', name):g}/{function_points('04_moco', name):g}" in out, name
+    assert "its BatchNorm saw" in out  # the two-process demo ran
+    assert sum(c.figures for c in moco_run.cells) >= 2  # the mechanisms, the probe bars
+    lines = PROBE_GAIN.findall(out)
+    assert [m for m, *_ in lines] == ["MoCo"], out
+    _, acc, base, gain = lines[0]
+    assert abs(float(acc) - float(base) - float(gain)) < 0.05 and float(gain) >= 5, lines  # fast: 20 s (+13.8 measured)
+    assert moco_run.seconds < 90
+
+
+def test_moco_release_runs_and_says_what_is_missing():
+    run = execute(RELEASE / "04_moco.ipynb", fast=True, timeout=300)
+    assert {e.error[0] for e in run.errors} == {"NotImplementedError"}, [e.error for e in run.errors]
+    assert "Training needs your functions above" in run.output()
+    text = (RELEASE / "04_moco.ipynb").read_text()
+    assert "BEGIN SOLUTION" not in text and "BEGIN HIDDEN TESTS" not in text
+    assert "queue.detach().clone().T" not in text  # a line of the reference solution

@@ -1,9 +1,10 @@
 """Command line of the autograder: parses arguments and calls one function each.
 
-    python -m autograder grade SUBMISSION [--out FILE]     results.json (stdout without --out), table on stderr
+    python -m autograder grade SUBMISSION [--out FILE] [--notebooks NB,...]   results.json (stdout without --out),
+                                                            table on stderr
     python -m autograder demo [DIR]                         write the bundled example submissions and grade them
     python -m autograder gradebook FOLDER --csv FILE       grade every submission in FOLDER into a CSV
-    python -m autograder gradescope-zip [--out FILE]       build the Gradescope autograder zip
+    python -m autograder gradescope-zip [--out FILE] [--notebooks NB,...]   build the Gradescope autograder zip
     python -m autograder gradescope-run [--root DIR]       what run_autograder calls inside Gradescope
     python -m autograder nbgrader-course DIR [--force]     an nbgrader course directory with the safe set-up
 """
@@ -23,8 +24,9 @@ def _grade(args) -> int:
     from .report import render_table
 
     try:
-        result = grade_submission(args.submission, call_timeout=args.timeout, isolation=args.isolation)
-    except (FileNotFoundError, RuntimeError) as e:
+        result = grade_submission(args.submission, call_timeout=args.timeout, isolation=args.isolation,
+                                  notebooks=args.notebooks)
+    except (FileNotFoundError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     data = to_results_json(result)
@@ -61,14 +63,18 @@ def _gradebook(args) -> int:
     from .gradebook import grade_folder
 
     grade_folder(Path(args.folder), Path(args.csv), workers=args.workers,
-                 results_dir=Path(args.results) if args.results else None)
+                 results_dir=Path(args.results) if args.results else None, notebooks=args.notebooks)
     return 0
 
 
 def _zip(args) -> int:
     from .package import build_zip
 
-    print(build_zip(Path(args.out)))
+    try:
+        print(build_zip(Path(args.out), notebooks=args.notebooks))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -111,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="how to confine student code (default: $AUTOGRADER_ISOLATION, else auto: the strongest "
                         "available, and never a plain process as root; trusted: the same, but falls back to a "
                         "plain process even as root, for code you trust)")
+    g.add_argument("--notebooks", default=None,
+                   help="comma-separated notebooks the assignment expects, e.g. 03_simclr,04_moco: each missing one "
+                        "scores 0 (default: $AUTOGRADER_NOTEBOOKS, else the graded notebooks the submission holds)")
     g.set_defaults(run=_grade)
     d = sub.add_parser("demo", help="write the kit's example submissions to DIR and grade them (trusted code)")
     d.add_argument("out", nargs="?", default="build/examples", help="where to write them (default build/examples)")
@@ -121,9 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--csv", required=True, help="the gradebook to write")
     b.add_argument("--workers", type=int, default=2, help="submissions graded at once")
     b.add_argument("--results", help="also write each submission's results.json into this folder")
+    b.add_argument("--notebooks", default=None,
+                   help="comma-separated notebooks to grade in every submission (default: $AUTOGRADER_NOTEBOOKS, else "
+                        "those that at least one submission holds)")
     b.set_defaults(run=_gradebook)
     z = sub.add_parser("gradescope-zip", help="build the Gradescope autograder zip")
     z.add_argument("--out", default="build/autograder.zip")
+    z.add_argument("--notebooks", default=None,
+                   help="comma-separated notebooks this Gradescope assignment expects (e.g. 04_moco): a missing one "
+                        "scores 0 (default: those the student uploads)")
     z.set_defaults(run=_zip)
     r = sub.add_parser("gradescope-run", help="grade ROOT/submission into ROOT/results/results.json")
     r.add_argument("--root", default="/autograder")

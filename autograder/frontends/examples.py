@@ -5,7 +5,7 @@ with the reference solution (from solutions/) or with code given for that
 function, so that demos and tests grade realistic notebooks. The bundled
 examples (`EXAMPLES`) are what ``make demo`` grades::
 
-    python -m autograder demo DIR                    # writes DIR/<example>/03_simclr.ipynb and grades each
+    python -m autograder demo DIR                    # writes DIR/<example>/<notebook>.ipynb and grades each
     python -m autograder.frontends.examples DIR     # only writes them
 """
 from __future__ import annotations
@@ -41,10 +41,28 @@ def compute_sim_matrix(out):
 ''',
 }
 
-EXAMPLES: dict[str, dict[str, Mapping[str, str | None]]] = {
-    "reference": {"03_simclr": {}},
-    "starter": {"03_simclr": None},
-    "two_bugs": {"03_simclr": BUGGY_SIMCLR},
+# Two classic mistakes of MoCo: the momentum update reversed (the key encoder follows the query encoder
+# almost at once), and the positive logit put after the negatives instead of at index 0.
+BUGGY_MOCO = {
+    "momentum_update": '''
+def momentum_update(query_encoder, key_encoder, m):
+    with torch.no_grad():
+        for p_q, p_k in zip(query_encoder.parameters(), key_encoder.parameters()):
+            p_k.copy_((1 - m) * p_k + m * p_q)
+''',
+    "moco_logits": '''
+def moco_logits(q, k, queue, tau):
+    negatives = q @ queue.detach().T
+    positive = (q * k.detach()).sum(dim=1, keepdim=True)
+    logits = torch.cat([negatives, positive], dim=1) / tau
+    return logits, torch.zeros(q.shape[0], dtype=torch.long)
+''',
+}
+
+EXAMPLES: dict[str, dict[str, Mapping[str, str | None] | None]] = {
+    "reference": {"03_simclr": {}, "04_moco": {}},
+    "starter": {"03_simclr": None, "04_moco": None},
+    "two_bugs": {"03_simclr": BUGGY_SIMCLR, "04_moco": BUGGY_MOCO},
 }
 
 

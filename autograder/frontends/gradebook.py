@@ -7,6 +7,9 @@ the others go on.
 from __future__ import annotations
 
 import csv
+import multiprocessing
+import os
+import tempfile
 import traceback
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -14,12 +17,12 @@ from pathlib import Path
 from ..grading.points import POINTS
 
 
-def _grade_one(path: str) -> dict:
+def _grade_one(path: str, notebooks: list[str]) -> dict:
     from ..grading.grade import grade_submission
     from .gradescope import to_results_json
 
     try:
-        result = grade_submission(path)
+        result = grade_submission(path, notebooks=notebooks)
     except Exception:  # one broken submission must not stop the gradebook
         return {"error": traceback.format_exc(limit=3).strip().splitlines()[-1]}
     return {"error": "", "results": to_results_json(result),
@@ -35,14 +38,38 @@ def submissions_in(folder: Path) -> list[Path]:
                   and (p.is_dir() or p.suffix == ".zip"))
 
 
-def grade_folder(folder: Path, csv_path: Path, *, workers: int = 2, results_dir: Path | None = None) -> list[dict]:
-    """Grade every submission in ``folder``; write one CSV row each. Returns the rows."""
+def _notebooks_handed_in(subs: list[Path]) -> list[str]:
+    """The graded notebooks that at least one submission holds (all of them if none does)."""
+    from ..grading.grade import expected_notebooks, find_notebooks
+
+    seen: set[str] = set()
+    for sub in subs:
+        with tempfile.TemporaryDirectory(prefix="gradebook-scan-") as tmp:
+            try:
+                seen |= set(find_notebooks(sub, Path(tmp))[0])
+            except (OSError, ValueError):
+                continue  # graded (and reported) as a row of its own
+    return expected_notebooks(None, seen)
+
+
+def grade_folder(folder: Path, csv_path: Path, *, workers: int = 2, results_dir: Path | None = None,
+                 notebooks: str | None = None) -> list[dict]:
+    """Grade every submission in ``folder``; write one CSV row each. Returns the rows.
+
+    Every submission is graded on the same notebooks, so that the rows compare: ``notebooks``
+    (comma-separated), else ``$AUTOGRADER_NOTEBOOKS``, else those that at least one submission holds.
+    """
+    from ..grading.grade import ENV_NOTEBOOKS, expected_notebooks
     from .gradescope import write_json_atomically
 
     subs = submissions_in(folder)
-    columns = [f"{nb}.{fn}" for nb, table in POINTS.items() for fn in table]
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(_grade_one, str(s)) for s in subs]
+    chosen = expected_notebooks(notebooks, ()) if notebooks or os.environ.get(ENV_NOTEBOOKS) \
+        else _notebooks_handed_in(subs)
+    columns = [f"{nb}.{fn}" for nb, table in POINTS.items() if nb in chosen for fn in table]
+    # spawn, not fork: a fork of a process whose other threads hold locks (torch's pools, after any tensor
+    # work, e.g. when called from a notebook or a test) can deadlock in the child
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_grade_one, str(s), chosen) for s in subs]
         outcomes = []
         for future in futures:
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+from ..grading.grade import ENV_NOTEBOOKS, expected_notebooks
 from ..grading.reference import REPO
 
 SETUP_SH = """#!/usr/bin/env bash
@@ -30,7 +31,7 @@ RUN_AUTOGRADER = """#!/usr/bin/env bash
 set -u
 ROOT="${AUTOGRADER_ROOT:-/autograder}"
 cd "$ROOT/source" || exit 1
-exec python3 -m autograder gradescope-run --root "$ROOT"
+{notebooks}exec python3 -m autograder gradescope-run --root "$ROOT"
 """
 
 INCLUDE = ("autograder", "course_utils", "solutions", "pyproject.toml", "README.md")
@@ -48,11 +49,14 @@ def _files():
                 yield f
 
 
-def build_zip(out: Path) -> Path:
-    """Write the autograder zip to ``out``; returns its path."""
+def build_zip(out: Path, notebooks: str | None = None) -> Path:
+    """Write the autograder zip to ``out``; returns its path. ``notebooks`` (comma-separated): those the
+    assignment expects, each missing one scoring 0 (default: the graded notebooks the student uploads)."""
+    chosen = ",".join(expected_notebooks(notebooks, ())) if notebooks else ""
+    run = RUN_AUTOGRADER.replace("{notebooks}", f"export {ENV_NOTEBOOKS}={chosen}\n" if chosen else "")
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, text in (("setup.sh", SETUP_SH), ("run_autograder", RUN_AUTOGRADER)):
+        for name, text in (("setup.sh", SETUP_SH), ("run_autograder", run)):
             info = zipfile.ZipInfo(name)
             info.external_attr = 0o755 << 16  # executable, as Gradescope requires
             info.compress_type = zipfile.ZIP_DEFLATED

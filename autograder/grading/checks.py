@@ -126,7 +126,8 @@ def _median(values: Sequence[float]) -> float:
 
 def expect_vectorized(student: Student, name: str, args: Sequence[Any], *, reference: Callable,
                       loop: Callable, closeness: float = 0.85, rounds: int = 3, repeats: int = 5,
-                      rtol: float = 1e-4, atol: float = 1e-5) -> str:
+                      rtol: float = 1e-4, atol: float = 1e-5, advice: str = "",
+                      fresh: Callable[[Sequence[Any], int], list[Any]] = None) -> str:
     """Fail unless the student's ``name`` runs near the vectorized reference's speed on inputs like ``args``.
 
     ``loop`` is the same computation written with a Python loop over the
@@ -143,9 +144,15 @@ def expect_vectorized(student: Student, name: str, args: Sequence[Any], *, refer
     channel's latency has a long tail) is its time. On a log scale from the
     reference (0) to the loop (1), that time must fall at or below ``closeness``:
     whole-tensor code, even a wasteful one (broadcasting instead of a matrix
-    product), sits well below 0.85 (about 0.6 at the suites' sizes); a loop
-    over the rows sits near 1. The suites' sizes keep the limit several times
-    the channel's noise (about 0.3 ms on a 2-core machine). Returns the
+    product), sits well below 0.85 (about 0.6 at the suites' sizes) when its
+    intermediates are no larger than the result (a broadcast that makes an
+    ``[N, K, D]`` tensor for an ``[N, K]`` result can be as slow as a loop); a
+    loop over the rows sits near 1. The suites' sizes keep the limit several
+    times the channel's noise (about 0.3 ms on a 2-core machine). A function
+    that returns a tuple of tensors (e.g. logits and labels) is compared
+    element by element. ``advice`` replaces the failure's generic advice.
+    ``fresh(args, seed)`` makes the new inputs (default `fresh_inputs`), for
+    functions whose inputs must have a form (e.g. unit rows). Returns the
     figures (for the staff).
     """
     import time
@@ -171,10 +178,10 @@ def expect_vectorized(student: Student, name: str, args: Sequence[Any], *, refer
     try:
         t_s, t_r, t_l, t_o = [], [], [], []
         for r in range(rounds):
-            batch = [fresh_inputs(args, 1000 * (r + 1) + k) for k in range(repeats + 1)]  # the first: warm-up
+            batch = [(fresh or fresh_inputs)(args, 1000 * (r + 1) + k) for k in range(repeats + 1)]  # 1st: warm-up
             with student.paused():
                 here = [on_device(a) for a in batch]
-                wants = [reference(*a).cpu() for a in here]
+                wants = [_cpu(reference(*a)) for a in here]
                 t_r.append(_median([timed(reference, a) for a in here[1:]]))
                 loop(*here[0])
                 t_l.append(_median([timed(loop, a) for a in here[1:4]]))
@@ -182,8 +189,8 @@ def expect_vectorized(student: Student, name: str, args: Sequence[Any], *, refer
             own = []
             for k, (a, want) in enumerate(zip(batch, wants)):
                 result, seconds = student.timed(name, *a)
-                expect_tensor(result.value, want, call=f"{describe_call(name, a, {})} (timed, with new inputs)",
-                              rtol=rtol, atol=atol)
+                _expect_result(result.value, want, f"{describe_call(name, a, {})} (timed, with new inputs)",
+                               rtol=rtol, atol=atol)
                 if k:
                     own.append(seconds)
             t_s.append(min(own))  # the floor: the channel's latency has a long tail, the code's cost does not
@@ -195,6 +202,21 @@ def expect_vectorized(student: Student, name: str, args: Sequence[Any], *, refer
     figures = (f"yours {ts * 1e3:.3g} ms, reference {tr * 1e3:.3g} ms, a loop over the rows {tl * 1e3:.3g} ms, "
                f"limit {limit * 1e3:.3g} ms (the channel's {overhead * 1e3:.3g} ms left out; on the {device.type})")
     if ts > limit:
-        raise Failure(f"{name} is too slow ({figures}): it should have no Python loop over the batch, "
-                      "positions or pairs; use whole-tensor operations")
+        raise Failure(f"{name} is too slow ({figures}): " + (advice or "it should have no Python loop over the "
+                                                             "batch, positions or pairs; use whole-tensor operations"))
     return figures
+
+
+def _cpu(value: Any) -> Any:
+    return tuple(_cpu(v) for v in value) if isinstance(value, tuple) else value.cpu()
+
+
+def _expect_result(got: Any, want: Any, call: str, **tolerance: float) -> None:
+    """`expect_tensor`, element by element when the reference returns a tuple."""
+    if not isinstance(want, tuple):
+        expect_tensor(got, want, call=call, **tolerance)
+        return
+    if not isinstance(got, (tuple, list)) or len(got) != len(want):
+        raise Failure(f"{call} returned {describe(got)}; expected a tuple of {len(want)} tensors")
+    for i, (g, w) in enumerate(zip(got, want)):
+        expect_tensor(g, w, call=f"element {i} of what {call} returned", **tolerance)

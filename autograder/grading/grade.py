@@ -24,7 +24,7 @@ import time
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from ..isolation.launch import grading_device
 from ..isolation.sandbox import Isolation, choose_launcher
@@ -166,15 +166,38 @@ def grade_notebook(notebook: str, path: Path | str | None, *, isolation: Isolati
         process.close()
 
 
-def grade_submission(submission: str | os.PathLike, *, call_timeout: float = 20.0, threads: int = 1,
-                     isolation: str | Isolation | None = None,
-                     progress: Callable[[str], None] | None = None) -> GradingResult:
-    """Grade every graded notebook of ``submission`` (a folder or a .zip).
+ENV_NOTEBOOKS = "AUTOGRADER_NOTEBOOKS"
+"""Comma-separated notebooks an assignment expects (e.g. ``04_moco``), when `grade_submission` is not told."""
 
-    ``isolation`` is a level of `sandbox.choose_launcher` (``None``: its
-    default, ``$AUTOGRADER_ISOLATION`` or ``"auto"``; ``"auto"``: the
-    strongest available) or an `Isolation`; what it enforces is recorded in
-    the result.
+
+def expected_notebooks(notebooks: str | Iterable[str] | None, found: Iterable[str]) -> list[str]:
+    """The graded notebooks to grade, in course order: ``notebooks`` (a list, or a comma-separated string;
+    ``None``: ``$AUTOGRADER_NOTEBOOKS`` if set) where each one missing costs its points, else those
+    ``found`` in the submission, else (nothing found) all of them. ValueError names an unknown notebook."""
+    if notebooks is None:
+        notebooks = os.environ.get(ENV_NOTEBOOKS) or None
+    if isinstance(notebooks, str):
+        notebooks = [n.strip().removesuffix(".ipynb") for n in notebooks.split(",") if n.strip()]
+    if notebooks is not None:
+        unknown = sorted(set(notebooks) - set(SUITES))
+        if unknown:
+            raise ValueError(f"no graded notebook {', '.join(unknown)}; graded: {', '.join(SUITES)}")
+        return [nb for nb in SUITES if nb in set(notebooks)]
+    present = [nb for nb in SUITES if nb in set(found)]
+    return present or list(SUITES)
+
+
+def grade_submission(submission: str | os.PathLike, *, call_timeout: float = 20.0, threads: int = 1,
+                     isolation: str | Isolation | None = None, notebooks: str | Iterable[str] | None = None,
+                     progress: Callable[[str], None] | None = None) -> GradingResult:
+    """Grade the notebooks of ``submission`` (a folder or a .zip).
+
+    ``notebooks`` are those the assignment expects (see `expected_notebooks`:
+    by default ``$AUTOGRADER_NOTEBOOKS``, else every graded notebook the
+    submission holds, else all). ``isolation`` is a level of
+    `sandbox.choose_launcher` (``None``: its default,
+    ``$AUTOGRADER_ISOLATION`` or ``"auto"``; ``"auto"``: the strongest
+    available) or an `Isolation`; what it enforces is recorded in the result.
     """
     start = time.perf_counter()
     if not isinstance(isolation, Isolation):
@@ -182,11 +205,11 @@ def grade_submission(submission: str | os.PathLike, *, call_timeout: float = 20.
     device = grading_device()
     result = GradingResult(isolation=isolation.description, device=device)
     with tempfile.TemporaryDirectory(prefix="submission-") as tmp:
-        notebooks, result.warnings = find_notebooks(Path(submission), Path(tmp))
-        for notebook in SUITES:
+        found, result.warnings = find_notebooks(Path(submission), Path(tmp))
+        for notebook in expected_notebooks(notebooks, found):
             if progress:
                 progress(f"grading {notebook}")
-            grade_notebook(notebook, notebooks.get(notebook), isolation=isolation, call_timeout=call_timeout,
+            grade_notebook(notebook, found.get(notebook), isolation=isolation, call_timeout=call_timeout,
                            device=device,
                            threads=threads, result=result)
     result.seconds = time.perf_counter() - start

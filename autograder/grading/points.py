@@ -12,6 +12,9 @@ compares them). Check names:
   share, not its values points;
 - ``gradients``: gradients against the reference's;
 - ``errors``: the SPEC's invalid arguments raise ``ValueError``;
+- ``gradients`` also covers what must stay out of autograd: no gradient into
+  MoCo's keys and queue, no graph built into the key encoder by the momentum
+  update, no graph kept in the queue by the keys it stores;
 - ``vectorized``: no Python loop over the batch, timed against the reference
   and a loop in one run;
 - ``randomness``: a random function draws anew on every call, and each
@@ -29,12 +32,23 @@ POINTS: dict[str, dict[str, dict[str, float]]] = {
         "sim_positive_pairs": {"values": 1.25, "edge_cases": 0.25, "vectorized": 0.5},
         "simclr_loss_vectorized": {"values": 1.75, "edge_cases": 0.25, "gradients": 1, "vectorized": 1},
     },
+    "04_moco": {
+        "momentum_update": {"values": 1.25, "edge_cases": 0.5, "gradients": 0.25},
+        "enqueue": {"values": 1.25, "edge_cases": 0.25, "errors": 0.25, "gradients": 0.25},
+        "moco_logits": {"values": 1.25, "edge_cases": 0.25, "gradients": 0.5, "vectorized": 0.5},
+        "moco_loss": {"values": 1, "edge_cases": 0.25, "gradients": 0.25},
+        "batch_shuffle": {"values": 0.5, "randomness": 1},
+        "batch_unshuffle": {"values": 0.5},
+    },
 }
 
 DEPENDS: dict[str, dict[str, tuple[str, ...]]] = {
     "03_simclr": {
         "simclr_loss_naive": ("sim",),
         "simclr_loss_vectorized": ("compute_sim_matrix", "sim_positive_pairs"),
+    },
+    "04_moco": {
+        "moco_loss": ("moco_logits",),
     },
 }
 """The graded functions each graded function is *meant* to call (the notebook's text says so).

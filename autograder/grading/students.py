@@ -16,8 +16,13 @@ running the reference (`RemoteStudent`'s ``twin``), never on the student's.
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.util
+import sys
 import time
 import traceback
+import types
+from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import torch
@@ -47,7 +52,8 @@ class Student(Protocol):
 
 
 _SPECS = {"pil_image": "a PIL image", "mlp": "an MLP", "generator": "a torch.Generator"}
-OPTIONS = frozenset({"grad_of", "grad_output", "return_args", "then_call", "seed", "timeout", "substitute"})
+OPTIONS = frozenset({"grad_of", "grad_of_item", "grad_output", "return_args", "then_call", "seed", "timeout",
+                     "substitute", "requires_grad", "report_graph"})
 """Keywords of `Student.call` that are the grader's options, not the student function's arguments."""
 
 
@@ -152,21 +158,48 @@ class RemoteStudent:
             self._twin = None
 
 
-def _local_build(value: Any) -> Any:
-    """What the child's builders do, in this process (only PIL images are needed here)."""
-    if isinstance(value, dict) and value.get("__build__") == "pil_image":
-        from PIL import Image
+@functools.lru_cache(maxsize=1)
+def _child_values() -> types.ModuleType:
+    """The child's own ``child_values`` (builders of argument specs, export of results), loaded here.
 
-        return Image.fromarray(value["array"].numpy())
-    return value
+    The child's files import each other by bare names, so its ``channel`` is bound to this package's
+    ``isolation.channel`` (the same file) while the module loads.
+    """
+    from ..isolation import channel
+
+    path = Path(channel.__file__).with_name("child_values.py")
+    spec = importlib.util.spec_from_file_location("_local_child_values", path)
+    module = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get("channel")
+    sys.modules["channel"] = channel
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if previous is None:
+            sys.modules.pop("channel", None)
+        else:
+            sys.modules["channel"] = previous
+    return module
+
+
+def _local_build(value: Any) -> Any:
+    """What the child's builders do (MLPs, generators, PIL images), in this process."""
+    return _child_values().build(value)
 
 
 def _local_export(value: Any) -> Any:
-    """What the child sends back: torchvision's tensor subclasses become plain tensors."""
-    if isinstance(value, list):
-        return [_local_export(v) for v in value]
-    if isinstance(value, torch.Tensor) and type(value).__module__.startswith("torchvision.tv_tensors"):
-        return torch.Tensor.as_subclass(value, torch.Tensor)
+    """What the child sends back: modules as state_dicts, torchvision's tensor subclasses as plain tensors."""
+    return _child_values().export(value)
+
+
+def _detached(value: Any) -> Any:
+    """Tensors detached (what crosses the channel), in lists, tuples and dicts."""
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if type(value) in (list, tuple):
+        return type(value)(_detached(v) for v in value)
+    if type(value) is dict:
+        return {k: _detached(v) for k, v in value.items()}
     return value
 
 
@@ -206,12 +239,14 @@ class LocalStudent:
             return self._call(name, self.substitutes.get(name, {}), *args, **kwargs)
 
     def _call(self, name, substitutes, *args, grad_of=None, grad_output=None, return_args=False, then_call=None,
-              seed=None, **kwargs) -> CallResult:
+              seed=None, grad_of_item=None, requires_grad=None, report_graph=False, **kwargs) -> CallResult:
         fn = self._function(name)
-        copy = lambda a: a.detach().clone() if isinstance(a, torch.Tensor) else a  # noqa: E731
+        copy = lambda a: a.detach().clone() if isinstance(a, torch.Tensor) else _local_build(a)  # noqa: E731
         args, kwargs = [copy(a) for a in args], {k: copy(v) for k, v in kwargs.items()}
         keys = [grad_of] if isinstance(grad_of, (int, str)) else list(grad_of or [])
         inputs = [(args[k] if isinstance(k, int) else kwargs[k]).requires_grad_() for k in keys]
+        for k in requires_grad or ():
+            (args[k] if isinstance(k, int) else kwargs[k]).requires_grad_()
         if seed is not None:
             torch.manual_seed(seed)
         start = time.perf_counter()
@@ -222,7 +257,8 @@ class LocalStudent:
                     value = [value(*[_local_build(x) for x in a]) for a in then_call]
                 grads = None
                 if keys:
-                    target = value if grad_output is not None else value.sum()
+                    target = value if grad_of_item is None else value[grad_of_item]
+                    target = target if grad_output is not None else target.sum()
                     grads = dict(zip(keys, torch.autograd.grad(target, inputs, grad_outputs=grad_output,
                                                                allow_unused=True)))
         except StudentError:
@@ -231,9 +267,12 @@ class LocalStudent:
             tb = "".join(traceback.format_exception(type(e), e, e.__traceback__)[-3:])
             raise StudentError("exception", f"{type(e).__name__}: {e}", exc_type=type(e).__name__,
                                student_traceback=tb) from e
-        value = _local_export(value.detach() if isinstance(value, torch.Tensor) else value)
-        after = {**dict(enumerate(args)), **kwargs} if return_args else None
-        return CallResult(value, grads, after, "", time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        graph = {i: _child_values().attached(a) for i, a in enumerate(args)} if report_graph else None
+        value = _local_export(_detached(value))
+        after = {**dict(enumerate(_local_export(_detached(args)))), **_local_export(_detached(kwargs))} \
+            if return_args else None
+        return CallResult(value, grads, after, "", seconds, graph=graph)
 
     def timed(self, name, *args) -> tuple[CallResult, float]:
         substitutes = self.substitutes.get(name, {}) if self.substitute_when_timing else {}

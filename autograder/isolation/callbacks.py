@@ -41,12 +41,15 @@ def check_substitute(substitute: Mapping[str, Callable] | None) -> dict[str, Cal
 
 def callback_grads(fn: Callable, args: list, kwargs: dict, grad_output: torch.Tensor
                     ) -> list:
-    """Gradients for ``grad_output`` of ``fn(*args, **kwargs)`` (a tensor) with respect
-    to each floating tensor of ``args``; ``None`` for the other arguments and unused ones."""
+    """Gradients for ``grad_output`` of ``fn(*args, **kwargs)`` (a tensor, or the one floating-point tensor of
+    a tuple) with respect to each floating tensor of ``args``; ``None`` for the other arguments and unused ones."""
     inputs = [a.detach().requires_grad_(True)
               if type(a) is torch.Tensor and a.is_floating_point() else a for a in args]
     with torch.enable_grad():
         out = fn(*inputs, **kwargs)
+    if type(out) is tuple:
+        floating = [v for v in out if isinstance(v, torch.Tensor) and v.is_floating_point()]
+        out = floating[0] if len(floating) == 1 else out
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"gradients need a tensor result, got a {type(out).__name__}")
     if grad_output.shape != out.shape:

@@ -13,7 +13,7 @@ Requests, one reply each:
     -> ``{"ok": True, "value": None}``, then the child exits at once (status 0).
 ``{"op": "call", "name": str, "args": list, "kwargs": dict, "options": dict}``
     -> ``{"ok": True, "value": result, "grads": list|None,
-    "args_after": {"args": list, "kwargs": dict}|None}``
+    "args_after": {"args": list, "kwargs": dict}|None, "graph": list|None}``
 
     ``options`` (all optional):
 
@@ -22,6 +22,16 @@ Requests, one reply each:
       ``torch.autograd.grad`` of the result (a tensor) with ``grad_output``
       (a tensor of the result's shape; default: gradient of ``result.sum()``)
       fills ``grads``, one entry per ``grad_of`` item (``None`` if unused).
+    - ``grad_of_item`` (int, with ``grad_of``): the result is a tuple or list
+      and the gradients are those of its element at this index.
+    - ``requires_grad``: list of positions / names of floating tensor
+      arguments that get ``requires_grad`` before the call, without any
+      gradient computed (to see whether the function keeps them in a graph).
+    - ``report_graph``: true to send back in ``graph``, per positional
+      argument after the call, whether it is attached to autograd: for a
+      tensor, ``requires_grad``; for a module, whether any parameter is not
+      a leaf (an in-place update built a graph into it) or any buffer
+      requires grad; ``None`` for anything else.
     - ``return_args``: true to send back all arguments after the call in
       ``args_after`` (to check in-place changes, or their absence).
     - ``seed`` (int): seeds ``random`` and torch's global generator (and
@@ -62,7 +72,7 @@ import torch
 
 import channel  # the child's files import each other by bare names
 from child_substitute import Exchange, Substitution
-from child_values import RequestError, build, check_keys, export
+from child_values import RequestError, attached, build, check_keys, export
 
 FILENAME = "<submission>"
 _MISSING = object()  # a substituted name the submission did not define
@@ -179,7 +189,8 @@ class Server:
         if type(name) is not str or type(args) is not list or type(kwargs) is not dict \
                 or type(options) is not dict:
             raise RequestError("call: name must be a str, args a list, kwargs and options dicts")
-        unknown = set(options) - {"grad_of", "grad_output", "return_args", "substitute", "seed", "then_call"}
+        unknown = set(options) - {"grad_of", "grad_of_item", "grad_output", "return_args", "substitute", "seed",
+                                  "then_call", "requires_grad", "report_graph"}
         if unknown:
             raise RequestError(f"call: unknown options {sorted(unknown)}")
         substitute = self._substitute_names(options.get("substitute"))
@@ -195,6 +206,7 @@ class Server:
         if device.type != "cpu" and then_call is None:  # (a transform gets what a data loader would give it)
             args, kwargs = _to_device(args, device), _to_device(kwargs, device)
         inputs = self._grad_inputs(options.get("grad_of"), args, kwargs)
+        self._grad_inputs(options.get("requires_grad"), args, kwargs, what="requires_grad")
         saved = self._bind(substitute)
         try:
             if "seed" in options:
@@ -214,8 +226,9 @@ class Server:
         calls = options["then_call"]
         if type(calls) is not list or not all(type(c) is list for c in calls):
             raise RequestError("then_call must be a list of argument lists")
-        if set(options) & {"grad_of", "grad_output", "return_args"}:
-            raise RequestError("then_call cannot be combined with grad_of or return_args")
+        if set(options) & {"grad_of", "grad_of_item", "grad_output", "return_args", "requires_grad", "report_graph"}:
+            raise RequestError("then_call cannot be combined with grad_of, requires_grad, return_args or "
+                               "report_graph")
         return [build(c) for c in calls]
 
     @staticmethod
@@ -227,7 +240,7 @@ class Server:
             value = [made(*c) for c in calls]
         except Exception as e:
             return _exception_reply(e)
-        return {"ok": True, "value": export(value), "grads": None, "args_after": None}
+        return {"ok": True, "value": export(value), "grads": None, "args_after": None, "graph": None}
 
     def _substitute_names(self, names: Any) -> list[str]:
         if names is None:
@@ -272,7 +285,11 @@ class Server:
                 return failure("exception", "RuntimeError",
                                f"{name!r} returned a tensor on {elsewhere.type}, but its inputs are on "
                                f"{device.type}: keep the inputs' device (create tensors with device=x.device)")
-            grads = None if inputs is None else self._grads(name, value, inputs,
+            if inputs is not None and "grad_of_item" in options:
+                value_for_grad = _item(name, value, options["grad_of_item"])
+            else:
+                value_for_grad = value
+            grads = None if inputs is None else self._grads(name, value_for_grad, inputs,
                                                             options.get("grad_output"))
         except RequestError:
             raise
@@ -280,15 +297,17 @@ class Server:
             return _exception_reply(e)
         return {"ok": True, "value": export(value), "grads": grads,
                 "args_after": {"args": export(args), "kwargs": export(kwargs)}
-                if options.get("return_args") else None}
+                if options.get("return_args") else None,
+                "graph": [attached(a) for a in args] if options.get("report_graph") else None}
 
     @staticmethod
-    def _grad_inputs(grad_of: Any, args: list, kwargs: dict) -> list | None:
-        """The tensors named by ``grad_of``, now requiring grad (``None`` if not asked)."""
+    def _grad_inputs(grad_of: Any, args: list, kwargs: dict, what: str = "grad_of") -> list | None:
+        """The tensors named by ``grad_of`` (or ``requires_grad``: ``what``), now requiring grad
+        (``None`` if not asked)."""
         if grad_of is None:
             return None
         if type(grad_of) is not list or not grad_of:
-            raise RequestError("grad_of must be a non-empty list of positions and names")
+            raise RequestError(f"{what} must be a non-empty list of positions and names")
         inputs = []
         for key in grad_of:
             if type(key) is int and 0 <= key < len(args):
@@ -296,9 +315,9 @@ class Server:
             elif type(key) is str and key in kwargs:
                 tensor = kwargs[key]
             else:
-                raise RequestError(f"grad_of: {key!r} is not an argument of the call")
+                raise RequestError(f"{what}: {key!r} is not an argument of the call")
             if type(tensor) is not torch.Tensor or not tensor.is_floating_point():
-                raise RequestError(f"grad_of: argument {key!r} is not a floating-point tensor")
+                raise RequestError(f"{what}: argument {key!r} is not a floating-point tensor")
             inputs.append(tensor.requires_grad_(True))
         return inputs
 
@@ -320,6 +339,16 @@ class Server:
         grads = torch.autograd.grad(value, inputs, grad_outputs=grad_output,
                                     allow_unused=True)
         return [None if g is None else g.detach() for g in grads]
+
+
+def _item(name: str, value: Any, index: Any) -> Any:
+    """Element ``index`` of a tuple or list result (``grad_of_item``)."""
+    if type(index) is not int:
+        raise RequestError(f"grad_of_item must be an int, got {index!r:.50}")
+    if not isinstance(value, (tuple, list)) or not -len(value) <= index < len(value):
+        raise TypeError(f"{name!r} returned {type(value).__name__}; gradients are taken of element {index} of "
+                        "the tuple it should return")
+    return value[index]
 
 
 def unencodable(request: Any, error: channel.EncodeError) -> dict:

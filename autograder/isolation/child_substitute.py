@@ -13,16 +13,17 @@ Tensors are sent detached, as plain CPU tensors; tensors in ``value`` are moved
 to the device of the first tensor argument. Arguments that cannot be sent
 make the stub raise ``TypeError``. When grad mode is on and a positional
 argument is a tensor that requires grad, the stub is a
-``torch.autograd.Function``: if ``value`` is a tensor, backpropagating through
-it sends::
+``torch.autograd.Function``: if ``value`` is a tensor (or a tuple holding
+exactly one floating-point tensor, e.g. ``(logits, labels)``), backpropagating
+through it sends::
 
     {"callback": name, "phase": "backward", "args": list, "kwargs": dict,
      "grad_output": Tensor}
 
 (the same ``args``/``kwargs``) and expects ``{"ok": True, "value": [grad or
 None, ...]}``, one entry per positional argument (``None`` for non-tensors and
-unused ones). Tensors in ``kwargs``, and results that are not one tensor, are
-constants for autograd. Several callbacks may precede the final reply.
+unused ones). Tensors in ``kwargs``, and results that hold other than one
+floating-point tensor, are constants for autograd. Several callbacks may precede the final reply.
 """
 from __future__ import annotations
 
@@ -114,10 +115,16 @@ class _SubstituteFunction(torch.autograd.Function):
         ctx.args = [None if i in positions else a for i, a in enumerate(args)]
         ctx.save_for_backward(*(args[i] for i in positions))
         value = sub.forward(args, kwargs)
+        ctx.item = None  # the position of the differentiable tensor in a tuple result
         if isinstance(value, torch.Tensor) and not value.is_floating_point():
             ctx.mark_non_differentiable(value)
-        elif type(value) is tuple:  # only one tensor is supported: the others are constants
-            ctx.mark_non_differentiable(*(v for v in value if isinstance(v, torch.Tensor)))
+        elif type(value) is tuple:
+            tensors = [i for i, v in enumerate(value) if isinstance(v, torch.Tensor)]
+            floating = [i for i in tensors if value[i].is_floating_point()]
+            ctx.item = floating[0] if len(floating) == 1 else -1  # -1: none is differentiable
+            constants = [value[i] for i in tensors if i != ctx.item]
+            if constants:
+                ctx.mark_non_differentiable(*constants)
         return value
 
     @staticmethod
@@ -127,10 +134,12 @@ class _SubstituteFunction(torch.autograd.Function):
         for i, tensor in zip(ctx.positions, ctx.saved_tensors):
             args[i] = tensor
         sub = ctx.sub
-        if len(grad_outputs) != 1 or not isinstance(grad_outputs[0], torch.Tensor):
+        grad_output = grad_outputs[0] if ctx.item is None and len(grad_outputs) == 1 else \
+            grad_outputs[ctx.item] if ctx.item is not None and ctx.item >= 0 else None
+        if not isinstance(grad_output, torch.Tensor):
             raise RuntimeError(f"gradients through the grader's {sub.name} need it to "
-                               "return one tensor")
-        grads = sub.ask("backward", args, ctx.kwargs, grad_output=channel.plain(grad_outputs[0]))
+                               "return one floating-point tensor")
+        grads = sub.ask("backward", args, ctx.kwargs, grad_output=channel.plain(grad_output))
         if type(grads) is not list or len(grads) != len(args):
             raise RuntimeError(f"the grader's {sub.name} sent {grads!r:.100} as the gradients "
                                f"of its {len(args)} arguments")

@@ -24,18 +24,19 @@ class RequestError(Exception):
 
 
 def _build_mlp(spec: dict) -> torch.nn.Sequential:
-    """``{"sizes": [d0, d1, ..., dn], "bias": bool=True, "batchnorm": bool=False, "seed": int|None,
-    "state_dict": {str: Tensor}|None}`` -> ``Sequential(Linear(d0, d1), [BatchNorm1d(d1)], ReLU(), ...,
+    """``{"sizes": [d0, d1, ..., dn], "bias": bool=True, "batchnorm": bool=False, "requires_grad": bool=True,
+    "seed": int|None, "state_dict": {str: Tensor}|None}`` -> ``Sequential(Linear(d0, d1), [BatchNorm1d(d1)], ReLU(), ...,
     Linear(dn-1, dn))``; ``seed`` seeds the default init, ``state_dict`` replaces it."""
-    check_keys(spec, "mlp", required={"sizes"}, optional={"bias", "batchnorm", "seed", "state_dict"})
+    check_keys(spec, "mlp", required={"sizes"}, optional={"bias", "batchnorm", "requires_grad", "seed", "state_dict"})
     sizes, bias, batchnorm = spec["sizes"], spec.get("bias", True), spec.get("batchnorm", False)
+    requires_grad = spec.get("requires_grad", True)
     seed, state = spec.get("seed"), spec.get("state_dict")
     if type(sizes) is not list or len(sizes) < 2 or \
             any(type(n) is not int or n < 1 for n in sizes):
         raise RequestError(f"mlp: sizes must be a list of at least 2 positive ints, got {sizes!r}")
-    if type(bias) is not bool or type(batchnorm) is not bool or (seed is not None and type(seed) is not int) or \
-            (state is not None and type(state) is not dict):
-        raise RequestError("mlp: bias and batchnorm must be bools, seed an int, state_dict a dict")
+    if type(bias) is not bool or type(batchnorm) is not bool or type(requires_grad) is not bool or \
+            (seed is not None and type(seed) is not int) or (state is not None and type(state) is not dict):
+        raise RequestError("mlp: bias, batchnorm and requires_grad must be bools, seed an int, state_dict a dict")
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
@@ -51,6 +52,7 @@ def _build_mlp(spec: dict) -> torch.nn.Sequential:
             model.load_state_dict(state, strict=True)
         except (RuntimeError, TypeError, KeyError) as e:
             raise RequestError(f"mlp: state_dict does not fit sizes {sizes}: {e}") from None
+    model.requires_grad_(requires_grad)
     return model
 
 
@@ -132,3 +134,14 @@ def export(value: Any, depth: int = 0) -> Any:
     if type(value) is dict:
         return {k: export(v, depth + 1) for k, v in value.items()}
     return value
+
+
+def attached(value: Any) -> bool | None:
+    """Whether an argument is attached to autograd after a call (``report_graph``): for a tensor,
+    ``requires_grad``; for a module, whether any parameter is not a leaf (an in-place update built a graph
+    into it) or any buffer requires grad; ``None`` for anything else."""
+    if isinstance(value, torch.Tensor):
+        return bool(value.requires_grad)
+    if isinstance(value, torch.nn.Module):
+        return any(p.grad_fn is not None for p in value.parameters()) or any(b.requires_grad for b in value.buffers())
+    return None

@@ -105,6 +105,8 @@ class CallResult:
             never used: its clock is the student's).
         callbacks: how many callbacks (``substitute``) the grader answered.
         callback_seconds: the grader's own time computing those answers.
+        graph: ``{position: bool or None}`` with ``report_graph``: whether each positional argument was
+            attached to autograd after the call (see ``child_server``), else ``None``.
     """
 
     value: Any
@@ -114,6 +116,7 @@ class CallResult:
     seconds: float
     callbacks: int = 0
     callback_seconds: float = 0.0
+    graph: dict | None = None
 
 
 CALLS_NOT_TIMED = 4
@@ -377,7 +380,8 @@ class StudentProcess:
              grad_output: Any = None, return_args: bool = False,
              substitute: Mapping[str, Callable] | None = None,
              then_call: Iterable[Iterable[Any]] | None = None, seed: int | None = None,
-             **kwargs: Any) -> CallResult:
+             grad_of_item: int | None = None, requires_grad: Iterable[int | str] | None = None,
+             report_graph: bool = False, **kwargs: Any) -> CallResult:
         """Call the student's function ``name(*args, **kwargs)`` in the child.
 
         Args and kwargs must be channel values (tensors are sent as CPU
@@ -387,7 +391,7 @@ class StudentProcess:
         ``grad_output`` (default: of ``result.sum()``). ``return_args`` asks
         for the arguments as they are after the call. ``timeout`` defaults to
         ``call_timeout``; it bounds the whole call, callbacks included. The
-        student's own keyword arguments cannot be named like these seven.
+        student's own keyword arguments cannot be named like these ten.
 
         ``substitute`` maps names of the submission's globals (e.g. other
         graded functions that ``name`` calls) to trusted grader-side callables
@@ -398,7 +402,13 @@ class StudentProcess:
         flow through the stub when ``fn`` returns one tensor: its backward
         is a second callback, answered by recomputing ``fn`` with the floating
         tensor arguments requiring grad. Tensor keyword arguments are
-        constants for autograd. If ``fn`` raises, the stub raises
+        constants for autograd. ``grad_of_item`` takes the gradients of one
+        element of a tuple result instead (e.g. the logits of ``(logits,
+        labels)``). ``requires_grad`` marks argument tensors as requiring grad
+        without computing any gradient, and ``report_graph`` asks whether each
+        positional argument is attached to autograd after the call
+        (`CallResult.graph`): together they show whether a function stored
+        its inputs undetached or built a graph into a module's parameters. If ``fn`` raises, the stub raises
         ``RuntimeError("grader's NAME failed: Type: message")`` in the child.
         A callback for any other name is a ``"protocol"`` failure.
 
@@ -423,8 +433,14 @@ class StudentProcess:
             options["grad_of"] = keys
             if grad_output is not None:
                 options["grad_output"] = grad_output
-        elif grad_output is not None:
-            raise ValueError("grad_output needs grad_of")
+            if grad_of_item is not None:
+                options["grad_of_item"] = int(grad_of_item)
+        elif grad_output is not None or grad_of_item is not None:
+            raise ValueError("grad_output and grad_of_item need grad_of")
+        if requires_grad is not None:
+            options["requires_grad"] = list(requires_grad)
+        if report_graph:
+            options["report_graph"] = True
         if return_args:
             options["return_args"] = True
         if then_call is not None:
@@ -435,12 +451,14 @@ class StudentProcess:
         reply, tail = self._request(
             {"op": "call", "name": name, "args": list(args), "kwargs": kwargs,
              "options": options}, timeout, f"the call to {name!r}", callbacks)
-        return self._call_result(reply, tail, options.get("grad_of"), len(args), kwargs)
+        return self._call_result(reply, tail, options.get("grad_of"), len(args), kwargs, report_graph)
 
     def _call_result(self, reply: dict, tail: str, grad_of: list | None, n_args: int,
-                     kwargs: dict) -> CallResult:
-        grads, after = reply.get("grads"), reply.get("args_after")
-        valid = set(reply) == {"ok", "value", "grads", "args_after"} \
+                     kwargs: dict, report_graph: bool = False) -> CallResult:
+        grads, after, graph = reply.get("grads"), reply.get("args_after"), reply.get("graph")
+        valid = set(reply) == {"ok", "value", "grads", "args_after", "graph"} \
+            and (graph is None if not report_graph else
+                 type(graph) is list and len(graph) == n_args and all(g is None or type(g) is bool for g in graph)) \
             and (grads is None if grad_of is None else
                  type(grads) is list and len(grads) == len(grad_of)
                  and all(g is None or type(g) is torch.Tensor for g in grads)) \
@@ -457,7 +475,7 @@ class StudentProcess:
             args_after=None if after is None else
             {**dict(enumerate(after["args"])), **after["kwargs"]},
             stdout_tail=tail, seconds=self._timing[0], callbacks=self._timing[1],
-            callback_seconds=self._timing[2])
+            callback_seconds=self._timing[2], graph=None if graph is None else dict(enumerate(graph)))
 
     def time(self, name: str, *args: Any, repeats: int = 5, warmup: int = 1,
              timeout: float | None = None,

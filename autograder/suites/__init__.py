@@ -1,4 +1,5 @@
-"""The hidden suites: one pytest module per notebook, ``test_<notebook>.py``.
+"""The hidden suites: one pytest module per notebook, ``test_<notebook>.py``, and ``common.py``, what they
+share (seeded inputs, the reference's value in float64, tolerances).
 
 Each test is one graded check of one function, registered with
 `autograder.grading.checks.graded` (its points are in

@@ -16,16 +16,12 @@ from autograder.grading.checks import (Failure, Hint, describe, describe_call, e
                                        expect_vectorized, graded)
 from autograder.isolation.specs import pil_image_spec
 from autograder.isolation.student_process import StudentError
+from autograder.suites.common import randn, tol, unit, want
 
 NB = "03_simclr"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def _tol(dtype):
-    """Tolerances any correct implementation meets in that dtype, a stabilising eps of up to 1e-6 on a norm
-    included (on inputs of ordinary scale: `_ordinary`). Float32 arithmetic on float64 inputs is caught by
-    `_check_float64_precision` instead, on inputs where no such eps shows."""
-    return dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-6, atol=1e-9)
 
 
 def _rescaled(args, low, high, seed=0):
@@ -58,7 +54,7 @@ def _check_float64_precision(student, name, reference, args, call_name):
     float32 arithmetic (then cast back to float64) is off by about 1e-7: compared at 1e-10."""
     args = _rescaled([a.double() if isinstance(a, torch.Tensor) else a for a in args], 1e5, 1e5)
     result = student.call(name, *args)
-    expect_tensor(result.value, _want(reference, *args), call=call_name(*args), hints=_float32_hints(reference, args),
+    expect_tensor(result.value, want(reference, *args), call=call_name(*args), hints=_float32_hints(reference, args),
                   inputs=args, rtol=1e-10, atol=1e-12)
 
 
@@ -70,19 +66,10 @@ def _float32_hints(reference, args):
                                                             for x in a]))]
 
 
-def _randn(shape, seed, dtype=torch.float32, scale=1.0, shift=0.0):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(shape, generator=g, dtype=torch.float64) * scale + shift).to(dtype)
 
 
-def _want(fn, *args):
-    """The reference's value, computed in float64 and returned in the inputs' dtype."""
-    dtype = args[0].dtype
-    return fn(*[a.double() if isinstance(a, torch.Tensor) else a for a in args]).to(dtype)
 
 
-def _unit(x):
-    return x / x.norm(dim=-1, keepdim=True)
 
 
 # --------------------------------------------------------------------------- known mistakes
@@ -103,7 +90,7 @@ def _loss_from_logits(s, n, *, keep_self=False, drop_positive=False, one_directi
 
 
 def _cos_logits(l, r, tau):
-    z = _unit(torch.cat([l, r]).double())
+    z = unit(torch.cat([l, r]).double())
     return z @ z.T / tau
 
 
@@ -163,8 +150,8 @@ def _check_values(student, name, cases, reference, hints=(), call_name=None, sca
         if scalar and type(result.value) is torch.Tensor and result.value.dim() != 0:
             raise Failure(f"{call} returned shape {list(result.value.shape)}; expected a 0-dim tensor "
                           "(a single number: use .mean() or .sum(), not a per-row result)")
-        expect_tensor(result.value, _want(reference, *args), call=call,
-                      hints=[*hints, *_float32_hints(reference, args)], inputs=args, **_tol(args[0].dtype))
+        expect_tensor(result.value, want(reference, *args), call=call,
+                      hints=[*hints, *_float32_hints(reference, args)], inputs=args, **tol(args[0].dtype))
         expect_unchanged([a for a in args if isinstance(a, torch.Tensor)], result.args_after, call=call)
     if precision:
         _check_float64_precision(student, name, reference, cases[-1], call_name)
@@ -174,7 +161,7 @@ def _check_values(student, name, cases, reference, hints=(), call_name=None, sca
 
 @graded(NB, "sim", "values")
 def test_sim_values(student, ref):
-    cases = [(_randn(d, 10 + d, dtype, scale=3), _randn(d, 20 + d, dtype, shift=0.5))
+    cases = [(randn(d, 10 + d, dtype, scale=3), randn(d, 20 + d, dtype, shift=0.5))
              for dtype in (torch.float32, torch.float64) for d in (5, 128)]
     cases.append((torch.tensor([1.0, 2.0, 2.0]), torch.tensor([2.0, 4.0, 4.0])))  # parallel: exactly 1
     _check_values(student, "sim", cases, ref.sim, SIM_HINTS)
@@ -182,7 +169,7 @@ def test_sim_values(student, ref):
 
 @graded(NB, "sim", "edge_cases")
 def test_sim_edge_cases(student, ref):
-    cases = [(_randn(1, 11, dtype, scale=3), _randn(1, 21, dtype, shift=0.5)) for dtype in (torch.float32, torch.float64)]
+    cases = [(randn(1, 11, dtype, scale=3), randn(1, 21, dtype, shift=0.5)) for dtype in (torch.float32, torch.float64)]
     _check_values(student, "sim", cases, ref.sim, SIM_HINTS, precision=False)
 
 
@@ -190,14 +177,14 @@ def test_sim_edge_cases(student, ref):
 
 @graded(NB, "compute_sim_matrix", "values")
 def test_compute_sim_matrix_values(student, ref):
-    cases = [(_randn((m, d), 100 + m, dtype, scale=5),)
+    cases = [(randn((m, d), 100 + m, dtype, scale=5),)
              for dtype in (torch.float32, torch.float64) for m, d in ((6, 4), (40, 64))]
     _check_values(student, "compute_sim_matrix", cases, ref.compute_sim_matrix, MATRIX_HINTS)
 
 
 @graded(NB, "compute_sim_matrix", "edge_cases")
 def test_compute_sim_matrix_edge_cases(student, ref):
-    cases = [(_randn((m, d), 100 + m + d, dtype, scale=5),)
+    cases = [(randn((m, d), 100 + m + d, dtype, scale=5),)
              for dtype in (torch.float32, torch.float64) for m, d in ((1, 3), (5, 1))]
     _check_values(student, "compute_sim_matrix", cases, ref.compute_sim_matrix, MATRIX_HINTS, precision=False)
 
@@ -208,7 +195,7 @@ def _sim_matrix_loop(x):
 
 @graded(NB, "compute_sim_matrix", "vectorized")
 def test_compute_sim_matrix_vectorized(student, ref):
-    return expect_vectorized(student, "compute_sim_matrix", [_randn((128, 4), 7)],
+    return expect_vectorized(student, "compute_sim_matrix", [randn((128, 4), 7)],
                              reference=ref.compute_sim_matrix, loop=_sim_matrix_loop)
 
 
@@ -216,14 +203,14 @@ def test_compute_sim_matrix_vectorized(student, ref):
 
 @graded(NB, "sim_positive_pairs", "values")
 def test_sim_positive_pairs_values(student, ref):
-    cases = [(_randn((n, d), 200 + n, dtype), _randn((n, d), 300 + n, dtype, scale=0.01))
+    cases = [(randn((n, d), 200 + n, dtype), randn((n, d), 300 + n, dtype, scale=0.01))
              for dtype in (torch.float32, torch.float64) for n, d in ((9, 5), (64, 32))]
     _check_values(student, "sim_positive_pairs", cases, ref.sim_positive_pairs, PAIR_HINTS)
 
 
 @graded(NB, "sim_positive_pairs", "edge_cases")
 def test_sim_positive_pairs_edge_cases(student, ref):
-    cases = [(_randn((n, d), 200 + n + d, dtype), _randn((n, d), 300 + n + d, dtype, scale=0.01))
+    cases = [(randn((n, d), 200 + n + d, dtype), randn((n, d), 300 + n + d, dtype, scale=0.01))
              for dtype in (torch.float32, torch.float64) for n, d in ((1, 2), (4, 1))]
     _check_values(student, "sim_positive_pairs", cases, ref.sim_positive_pairs, PAIR_HINTS, precision=False)
 
@@ -234,14 +221,14 @@ def _pairs_loop(sim, l, r):
 
 @graded(NB, "sim_positive_pairs", "vectorized")
 def test_sim_positive_pairs_vectorized(student, ref):
-    return expect_vectorized(student, "sim_positive_pairs", [_randn((512, 16), 8), _randn((512, 16), 9)],
+    return expect_vectorized(student, "sim_positive_pairs", [randn((512, 16), 8), randn((512, 16), 9)],
                              reference=ref.sim_positive_pairs, loop=lambda l, r: _pairs_loop(ref.sim, l, r))
 
 
 # --------------------------------------------------------------------------- the losses
 
 def _loss_cases(dtypes=(torch.float32, torch.float64), sizes=((3, 5, 0.1), (8, 16, 1.0))):
-    return [(_randn((n, d), 400 + n, dtype, scale=2), _randn((n, d), 500 + n, dtype, shift=0.3), tau)
+    return [(randn((n, d), 400 + n, dtype, scale=2), randn((n, d), 500 + n, dtype, shift=0.3), tau)
             for dtype in dtypes for n, d, tau in sizes]
 
 
@@ -285,7 +272,7 @@ def test_simclr_loss_vectorized_edge_cases(student, ref):
 def test_simclr_loss_vectorized_gradients(student, ref):
     for dtype in (torch.float32, torch.float64):
         for n, d, tau in ((2, 3, 0.5), (5, 8, 0.2), (16, 4, 1.0)):  # N = 1 is an edge case (its values)
-            left, right = _randn((n, d), 600 + n, dtype, scale=2), _randn((n, d), 700 + n, dtype)
+            left, right = randn((n, d), 600 + n, dtype, scale=2), randn((n, d), 700 + n, dtype)
             result = student.call("simclr_loss_vectorized", left, right, tau, grad_of=[0, 1])
             l64, r64 = left.double().requires_grad_(), right.double().requires_grad_()
             want = torch.autograd.grad(ref.simclr_loss_vectorized(l64, r64, tau), (l64, r64))
@@ -296,16 +283,16 @@ def test_simclr_loss_vectorized_gradients(student, ref):
                     raise Failure(f"no gradient reaches {name} in {call}: is the loss computed from a detached "
                                   "copy (.detach(), .item(), .numpy(), torch.tensor(...))?")
                 expect_tensor(got, want[key].to(dtype), call=f"the gradient w.r.t. {name} of {call}",
-                              **_tol(dtype))
+                              **tol(dtype))
 
 
 def _loss_loop(left, right, tau):
     """NT-Xent with a loop over the 2N anchors (vectorized inside)."""
     n = len(left)
-    unit = _unit(torch.cat([left, right]))
+    z = unit(torch.cat([left, right]))
     total = 0
     for i in range(2 * n):
-        logits = unit[i] @ unit.T / tau
+        logits = z[i] @ z.T / tau
         others = torch.cat([logits[:i], logits[i + 1:]])
         j = (i + n) % (2 * n)
         total = total + torch.logsumexp(others, 0) - logits[j]
@@ -314,7 +301,7 @@ def _loss_loop(left, right, tau):
 
 @graded(NB, "simclr_loss_vectorized", "vectorized")
 def test_simclr_loss_vectorized_vectorized(student, ref):
-    left, right = _randn((64, 4), 11), _randn((64, 4), 12)
+    left, right = randn((64, 4), 11), randn((64, 4), 12)
     return expect_vectorized(student, "simclr_loss_vectorized", [left, right, 0.5],
                              reference=ref.simclr_loss_vectorized, loop=_loss_loop)
 

@@ -122,7 +122,17 @@ def server():
               "def identity(x):\n"
               "    return x\n"
               "def fail(x):\n"
-              "    return x.nope\n")
+              "    return x.nope\n"
+              "def pair(x):\n"
+              "    return 3 * x, torch.ones(2)\n"
+              "def store(queue, keys):\n"
+              "    queue[:2] = keys\n"
+              "def store_detached(queue, keys):\n"
+              "    queue[:2] = keys.detach()\n"
+              "def follow(key, query, graph=True):\n"
+              "    with torch.set_grad_enabled(graph):\n"
+              "        for k, q in zip(key.parameters(), query.parameters()):\n"
+              "            k.mul_(0.5).add_(0.5 * q)\n")
     module, errors = child.load_submission(source, 1.0)
     assert errors == []
     return child_server.Server(module)
@@ -188,6 +198,26 @@ def test_call_with_grads_and_args_after(server):
     assert torch.equal(reply["grads"][0], torch.tensor([3.0, 30.0]))
     assert reply["args_after"]["kwargs"] == {"factor": 3.0}
     child_channel.encode(reply)  # the whole reply can be sent
+
+
+def test_gradients_of_one_element_of_a_tuple_result(server):
+    x = torch.tensor([1.0, -2.0])
+    reply = call(server, "pair", x, options={"grad_of": [0], "grad_of_item": 0})
+    assert torch.equal(reply["grads"][0], torch.tensor([3.0, 3.0]))  # of (3 x).sum(), not of the constant
+    assert call(server, "scale", x, options={"grad_of": [0], "grad_of_item": 0})["type"] == "TypeError"
+
+
+def test_report_graph_tells_what_a_call_left_attached_to_autograd(server):
+    queue, keys = torch.zeros(4, 2), torch.ones(2, 2)
+    kept = call(server, "store", queue, keys, options={"requires_grad": [1], "report_graph": True})
+    assert kept["graph"] == [True, True]  # the queue took the keys' graph
+    clean = call(server, "store_detached", torch.zeros(4, 2), torch.ones(2, 2), options={"requires_grad": [1], "report_graph": True})
+    assert clean["graph"] == [False, True]
+    frozen = {"__build__": "mlp", "sizes": [2, 2], "seed": 0, "requires_grad": False}
+    leader = {"__build__": "mlp", "sizes": [2, 2], "seed": 1}
+    assert call(server, "follow", frozen, leader, options={"report_graph": True})["graph"] == [True, False]
+    assert call(server, "follow", frozen, leader, False, options={"report_graph": True})["graph"] == [False, False, None]
+    assert call(server, "scale", queue)["graph"] is None
 
 
 def test_student_exceptions_are_data(server):

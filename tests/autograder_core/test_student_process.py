@@ -365,7 +365,7 @@ def test_mlps_with_batchnorm_carry_their_buffers(sp):
     built = sp.call("identity", mlp_spec([4, 8, 2], seed=3, batchnorm=True)).value
     assert list(built) == list(fresh.state_dict())  # 1.running_mean, 1.running_var, 1.num_batches_tracked too
     assert all(torch.equal(built[k], v) for k, v in fresh.state_dict().items())
-    with pytest.raises(ValueError, match="batchnorm must be"):
+    with pytest.raises(ValueError, match="batchnorm and requires_grad must be"):
         sp.call("identity", {"__build__": "mlp", "sizes": [2, 2], "batchnorm": 1})
 
 

@@ -35,6 +35,11 @@ def loss_many(x, y):
     return (a * other(y)).sum() + (b * c).sum() + other(x).pow(2).sum()
 
 
+def pair_loss(x):
+    scores, labels = pair(x)
+    return (scores * x).sum() + labels.sum()
+
+
 def helper_per_row(x):
     return torch.stack([helper(x[i]).sum() for i in range(x.shape[0])]).sum()
 
@@ -147,6 +152,19 @@ def test_gradients_flow_through_the_grader_side_helper(sp):
     xr = x.clone().requires_grad_()
     expected, = torch.autograd.grad(ref_loss(xr), xr, g)
     assert torch.allclose(result.value, ref_loss(x))
+    assert torch.allclose(result.grads[0], expected)
+
+
+def correct_pair(x):
+    return x.exp(), torch.zeros(len(x), dtype=torch.long)
+
+
+def test_gradients_flow_through_a_helper_that_returns_one_float_tensor_and_labels(sp):
+    x = x64(5, seed=2)
+    result = sp.call("pair_loss", x, grad_of=[0], substitute={"pair": correct_pair})
+    xr = x.clone().requires_grad_()
+    expected, = torch.autograd.grad((xr.exp() * xr).sum(), xr)
+    assert torch.allclose(result.value, (x.exp() * x).sum())
     assert torch.allclose(result.grads[0], expected)
 
 
