@@ -22,6 +22,7 @@ import pytest
 from autograder.frontends import gradescope
 from autograder.frontends.examples import EXAMPLES, make_submission
 from autograder.frontends.package import SETUP_SH, build_zip
+from autograder.grading.grade import grade_submission
 from autograder.grading.points import POINTS, function_points, graded_functions
 from autograder.grading.results import CheckResult, GradingResult
 
@@ -241,3 +242,23 @@ def test_gradescope_run_two_bugs(validator, tmp_path):
     expected.update(compute_sim_matrix=0.0, simclr_loss_vectorized=0.0)
     _check_tests(data, expected)
     assert data["score"] == pytest.approx(8.0)
+
+
+def test_gradescope_grades_04_moco_with_the_local_commands_points(validator, tmp_path, monkeypatch):
+    """An assignment for 04_moco alone (the zip's run_autograder exports AUTOGRADER_NOTEBOOKS)."""
+    moco = "04_moco"
+    monkeypatch.setenv("AUTOGRADER_NOTEBOOKS", moco)
+    make_submission(tmp_path / "submission", moco, EXAMPLES["two_bugs"][moco])
+    data = gradescope.run(tmp_path)
+    assert _errors(validator, data) == []
+    local = {f.function: f.score for f in grade_submission(tmp_path / "submission", notebooks=moco).functions()}
+    expected = {**{f: function_points(moco, f) for f in graded_functions(moco)},
+                "momentum_update": POINTS[moco]["momentum_update"]["gradients"], "moco_logits": 0.0}
+    assert local == expected
+    by_function = {}
+    for t in data["tests"]:
+        (function,) = [f for f in graded_functions(moco) if f in t["tags"]]
+        assert moco in t["tags"] and t["max_score"] == function_points(moco, function)
+        by_function[function] = t["score"]
+    assert by_function == expected
+    assert data["score"] == pytest.approx(sum(expected.values())) == pytest.approx(5.75)

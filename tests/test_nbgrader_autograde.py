@@ -38,7 +38,7 @@ import pytest
 
 from autograder.frontends.examples import EXAMPLES, make_submission
 from autograder.grading.grade import grade_submission
-from autograder.grading.points import function_points, graded_functions
+from autograder.grading.points import POINTS, function_points, graded_functions
 from course_utils import release
 
 pytest.importorskip("nbgrader")
@@ -220,8 +220,9 @@ def test_nbgrader_scores_match_the_local_command(course, local_scores, student):
 MOCO_EXPECTED = {
     "reference": {f: function_points(MOCO, f) for f in graded_functions(MOCO)},
     "starter": {f: 0.0 for f in graded_functions(MOCO)},
-    "two_bugs": {**{f: function_points(MOCO, f) for f in graded_functions(MOCO)},
-                 "momentum_update": 0.0, "moco_logits": 0.0},
+    "two_bugs": {**{f: function_points(MOCO, f) for f in graded_functions(MOCO)},  # reversed momentum, positive last
+                 "momentum_update": POINTS[MOCO]["momentum_update"]["gradients"],  # it builds no graph
+                 "moco_logits": 0.0},
 }
 
 
