@@ -342,7 +342,17 @@ EXPECTED_BROADCAST = {**FULL, "moco_logits": _without("moco_logits", "vectorized
 
 # --------------------------------------------------------------------------- grading them
 
-WRONG = {"wrong_1": (WRONG_1, EXPECTED_1), "wrong_2": (WRONG_2, EXPECTED_2), "wrong_3": (WRONG_3, EXPECTED_3),
+WRONG_QUEUE_LOOP = {  # right values, but a Python loop over the queue's keys (K iterations: 65,536 in MoCo)
+    "moco_logits": """
+def moco_logits(q, k, queue, tau):
+    negatives = torch.stack([q @ queue[j].detach() for j in range(queue.shape[0])], dim=1)
+    positive = (q * k.detach()).sum(dim=1, keepdim=True)
+    return torch.cat([positive, negatives], dim=1) / tau, torch.zeros(q.shape[0], dtype=torch.long)
+""",
+}
+EXPECTED_QUEUE_LOOP = {**FULL, "moco_logits": _without("moco_logits", "vectorized")}
+
+WRONG = {"wrong_queue_loop": (WRONG_QUEUE_LOOP, EXPECTED_QUEUE_LOOP), "wrong_1": (WRONG_1, EXPECTED_1), "wrong_2": (WRONG_2, EXPECTED_2), "wrong_3": (WRONG_3, EXPECTED_3),
          "wrong_4": (WRONG_4, EXPECTED_4), "wrong_5": (WRONG_5, EXPECTED_5), "wrong_loop": (WRONG_LOOP, EXPECTED_LOOP),
          "wrong_broadcast": (WRONG_BROADCAST, EXPECTED_BROADCAST)}
 RIGHT = {"right_1": RIGHT_1, "right_2": RIGHT_2, "right_3": RIGHT_3}

@@ -59,4 +59,4 @@ def test_every_row_of_a_gradebook_is_graded_on_the_same_notebooks(tmp_path, monk
     make_submission(tmp_path / "class" / "bob", "03_simclr", None)  # the starter of the other notebook
     rows = {r["submission"]: r for r in grade_folder(tmp_path / "class", tmp_path / "grades.csv", workers=1)}
     assert rows["ada"]["max_score"] == rows["bob"]["max_score"] == 24
-    assert rows["ada"]["score"] == 10 and rows["bob"]["score"] == 0
+    assert rows["ada"]["score"] == 10 and rows["bob"]["score"] == 0, rows
