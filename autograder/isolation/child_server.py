@@ -193,6 +193,8 @@ class Server:
                                   "then_call", "requires_grad", "report_graph"}
         if unknown:
             raise RequestError(f"call: unknown options {sorted(unknown)}")
+        if "grad_of_item" in options and type(options["grad_of_item"]) is not int:  # before the student's code runs
+            raise RequestError(f"grad_of_item must be an int, got {options['grad_of_item']!r:.50}")
         substitute = self._substitute_names(options.get("substitute"))
         fn = vars(self.module).get(name)
         if fn is None and name not in vars(self.module):
@@ -341,10 +343,8 @@ class Server:
         return [None if g is None else g.detach() for g in grads]
 
 
-def _item(name: str, value: Any, index: Any) -> Any:
+def _item(name: str, value: Any, index: int) -> Any:
     """Element ``index`` of a tuple or list result (``grad_of_item``)."""
-    if type(index) is not int:
-        raise RequestError(f"grad_of_item must be an int, got {index!r:.50}")
     if not isinstance(value, (tuple, list)) or not -len(value) <= index < len(value):
         raise TypeError(f"{name!r} returned {type(value).__name__}; gradients are taken of element {index} of "
                         "the tuple it should return")
