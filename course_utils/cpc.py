@@ -67,7 +67,7 @@ class StripAugment:
             x = self.augment.color(x)
         strips = to_strips(x)
         if self.per_strip:
-            strips = self.augment.color(strips.flatten(0, 1)).view(strips.shape)
+            strips = self.augment.color(strips.flatten(0, 1)).reshape(strips.shape)
         return _normalise(strips)
 
 
@@ -94,7 +94,7 @@ class CPC(nn.Module):
 
     def forward(self, strips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, t = strips.shape[:2]
-        z = self.encoder(strips.flatten(0, 1)).view(b, t, -1)
+        z = self.encoder(strips.flatten(0, 1)).reshape(b, t, -1)
         return z, self.context(z)
 
 
@@ -115,6 +115,9 @@ def cpc_step(fns: CPCFunctions, *, augment: Callable[[torch.Tensor], torch.Tenso
         images, _ = batch
         z, c = model(augment(images.to(device)))
         starts = range(z.shape[1] - model.steps)
+        if not starts:
+            raise ValueError(f"sequences of T = {z.shape[1]} elements leave no start t with t + K < T for "
+                             f"K = {model.steps} steps ahead: predict fewer steps or cut longer sequences")
         return torch.stack([fns.loss(z, c, model.W, t) for t in starts]).mean()
 
     return step

@@ -144,3 +144,9 @@ def test_show_sequences_draws_each_image_and_its_elements():
     fig = plots.show_sequences(images, cpc.to_strips(to_float(images)), title="strips")
     assert len(fig.axes) == 3 * 8
     assert fig.axes[1].get_title() == "t = 0" and fig.axes[0].get_title() == "image"
+
+
+def test_cpc_step_says_when_the_sequences_are_too_short_for_k_steps_ahead():
+    model = _model(steps=7)  # T = 7 strips: no t with t + 7 < 7
+    with pytest.raises(ValueError, match="no start t with t \\+ K < T"):
+        cpc.cpc_step(FNS, augment=lambda x: cpc.to_strips(to_float(x)))(model, (_images(2), None), "cpu")
