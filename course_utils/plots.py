@@ -1,4 +1,4 @@
-"""Pictures the notebooks show: image grids, view pairs, loss curves, bars, embeddings.
+"""Pictures the notebooks show: image grids, view pairs, sequences, loss curves, bars, embeddings.
 
 Every function draws on a new figure and returns it, so a notebook shows it
 and a script can save it (``fig.savefig(...)``).
@@ -58,6 +58,28 @@ def show_pairs(originals: torch.Tensor, view1: torch.Tensor, view2: torch.Tensor
             ax.set_yticks([])
         axes[row, 0].set_ylabel(name)
     fig.suptitle("Each column: one image and two random views of it (a positive pair)")
+    fig.tight_layout()
+    return fig
+
+
+def show_sequences(images: torch.Tensor, sequences: torch.Tensor, *, normalized: bool = True, title: str | None = None):
+    """One row per image: the image ``images[i] [3, H, W]`` (uint8), then its elements ``sequences[i]
+    [T, 3, h, W]`` in order, left to right (``normalized`` undoes `to_float` on the elements)."""
+    n, t = sequences.shape[:2]
+    fig, axes = plt.subplots(n, t + 1, figsize=(1.3 + 1.1 * t, 1.15 * n + (0.3 if title else 0)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.3] + [1] * t})
+    for i in range(n):
+        axes[i, 0].imshow(_to_hwc(images[i], False), interpolation="nearest")
+        for j in range(t):
+            axes[i, j + 1].imshow(_to_hwc(sequences[i, j], normalized), interpolation="nearest")
+            if i == 0:
+                axes[0, j + 1].set_title(f"t = {j}", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].set_title("image", fontsize=8)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 

@@ -244,21 +244,28 @@ def test_gradescope_run_two_bugs(validator, tmp_path):
     assert data["score"] == pytest.approx(8.0)
 
 
-def test_gradescope_grades_04_moco_with_the_local_commands_points(validator, tmp_path, monkeypatch):
-    """An assignment for 04_moco alone (the zip's run_autograder exports AUTOGRADER_NOTEBOOKS)."""
-    moco = "04_moco"
-    monkeypatch.setenv("AUTOGRADER_NOTEBOOKS", moco)
-    make_submission(tmp_path / "submission", moco, EXAMPLES["two_bugs"][moco])
+ALONE = {  # notebook: (what two_bugs loses, its total)
+    "04_moco": ({"momentum_update": POINTS["04_moco"]["momentum_update"]["gradients"], "moco_logits": 0.0}, 5.75),
+    "05_cpc": ({"cpc_infonce": 0.0, "cpc_loss": POINTS["05_cpc"]["cpc_loss"]["errors"]}, 4.25),
+}
+
+
+@pytest.mark.parametrize("notebook", sorted(ALONE))
+def test_gradescope_grades_one_notebook_alone_with_the_local_commands_points(validator, tmp_path, monkeypatch,
+                                                                               notebook):
+    """An assignment for one notebook alone (the zip's run_autograder exports AUTOGRADER_NOTEBOOKS)."""
+    monkeypatch.setenv("AUTOGRADER_NOTEBOOKS", notebook)
+    make_submission(tmp_path / "submission", notebook, EXAMPLES["two_bugs"][notebook])
     data = gradescope.run(tmp_path)
     assert _errors(validator, data) == []
-    local = {f.function: f.score for f in grade_submission(tmp_path / "submission", notebooks=moco).functions()}
-    expected = {**{f: function_points(moco, f) for f in graded_functions(moco)},
-                "momentum_update": POINTS[moco]["momentum_update"]["gradients"], "moco_logits": 0.0}
+    local = {f.function: f.score for f in grade_submission(tmp_path / "submission", notebooks=notebook).functions()}
+    lost, total = ALONE[notebook]
+    expected = {**{f: function_points(notebook, f) for f in graded_functions(notebook)}, **lost}
     assert local == expected
     by_function = {}
     for t in data["tests"]:
-        (function,) = [f for f in graded_functions(moco) if f in t["tags"]]
-        assert moco in t["tags"] and t["max_score"] == function_points(moco, function)
+        (function,) = [f for f in graded_functions(notebook) if f in t["tags"]]
+        assert notebook in t["tags"] and t["max_score"] == function_points(notebook, function)
         by_function[function] = t["score"]
     assert by_function == expected
-    assert data["score"] == pytest.approx(sum(expected.values())) == pytest.approx(5.75)
+    assert data["score"] == pytest.approx(sum(expected.values())) == pytest.approx(total)

@@ -49,7 +49,8 @@ from autograder.frontends.nbgrader_kernel import choose_kernel_isolation  # noqa
 REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "self_supervised"
 NB = "03_simclr"
-MOCO = "04_moco"  # graded the same way: the plain examples hand it in too (not the hostile ones)
+MOCO, CPC = "04_moco", "05_cpc"  # graded the same way: the plain examples hand them in too (not the hostile ones)
+ALSO = (MOCO, CPC)
 STUDENTS = ("reference", "starter", "two_bugs", "patcher", "reader")
 LOCAL = ("reference", "starter", "two_bugs")
 NBGRADER_TIMEOUT = 900  # seconds for one nbgrader command (five notebooks); it normally takes two minutes
@@ -128,7 +129,8 @@ def _nbgrader(course: Path, *args: str, env: dict) -> subprocess.CompletedProces
 
 def _submit(course: Path, student: str) -> None:
     if student in LOCAL:
-        make_submission(course / "submitted" / student / ASSIGNMENT, MOCO, EXAMPLES[student][MOCO])
+        for notebook in ALSO:
+            make_submission(course / "submitted" / student / ASSIGNMENT, notebook, EXAMPLES[student][notebook])
     path = make_submission(course / "submitted" / student / ASSIGNMENT, NB, SUBMISSIONS[student])
     if student in HOSTILE_CELLS:
         nb = nbformat.read(path, as_version=4)
@@ -183,7 +185,7 @@ def local_scores(course):
         result = grade_submission(course_dir / "submitted" / student / ASSIGNMENT)
         out[student] = {f.function: f.score for f in result.functions()}
         assert {f.function: f.max_score for f in result.functions()} == \
-            {f: function_points(nb, f) for nb in (NB, MOCO) for f in graded_functions(nb)}
+            {f: function_points(nb, f) for nb in (NB, *ALSO) for f in graded_functions(nb)}
     return out
 
 
@@ -217,25 +219,38 @@ def test_nbgrader_scores_match_the_local_command(course, local_scores, student):
     assert sum(s for s, _ in scores.values()) == pytest.approx(sum(EXPECTED[student].values()))
 
 
-MOCO_EXPECTED = {
-    "reference": {f: function_points(MOCO, f) for f in graded_functions(MOCO)},
-    "starter": {f: 0.0 for f in graded_functions(MOCO)},
-    "two_bugs": {**{f: function_points(MOCO, f) for f in graded_functions(MOCO)},  # reversed momentum, positive last
-                 "momentum_update": POINTS[MOCO]["momentum_update"]["gradients"],  # it builds no graph
-                 "moco_logits": 0.0},
+def _full(notebook):
+    return {f: function_points(notebook, f) for f in graded_functions(notebook)}
+
+
+ALSO_EXPECTED = {
+    MOCO: {
+        "reference": _full(MOCO),
+        "starter": {f: 0.0 for f in graded_functions(MOCO)},
+        "two_bugs": {**_full(MOCO),  # reversed momentum, positive last
+                     "momentum_update": POINTS[MOCO]["momentum_update"]["gradients"],  # it builds no graph
+                     "moco_logits": 0.0},
+    },
+    CPC: {
+        "reference": _full(CPC),
+        "starter": {f: 0.0 for f in graded_functions(CPC)},
+        "two_bugs": {**_full(CPC),  # softmax over the contexts, one W for every step ahead
+                     "cpc_infonce": 0.0, "cpc_loss": POINTS[CPC]["cpc_loss"]["errors"]},
+    },
 }
 
 
+@pytest.mark.parametrize("notebook", ALSO)
 @pytest.mark.parametrize("student", LOCAL)
-def test_nbgrader_grades_04_moco_with_the_local_commands_points(course, local_scores, student):
+def test_nbgrader_grades_04_and_05_with_the_local_commands_points(course, local_scores, student, notebook):
     course_dir, _ = course
-    scores = _nbgrader_scores(course_dir, student, MOCO)
-    assert set(scores) == {f"test_{f}" for f in graded_functions(MOCO)}, sorted(scores)
-    for f in graded_functions(MOCO):
+    scores = _nbgrader_scores(course_dir, student, notebook)
+    assert set(scores) == {f"test_{f}" for f in graded_functions(notebook)}, sorted(scores)
+    for f in graded_functions(notebook):
         score, max_score = scores[f"test_{f}"]
-        assert max_score == function_points(MOCO, f)
+        assert max_score == function_points(notebook, f)
         assert score == pytest.approx(local_scores[student][f]), (student, f, score)
-        assert score == pytest.approx(MOCO_EXPECTED[student][f]), (student, f, score)
+        assert score == pytest.approx(ALSO_EXPECTED[notebook][student][f]), (student, f, score)
 
 
 @pytest.mark.parametrize("student", STUDENTS)

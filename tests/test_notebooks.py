@@ -72,7 +72,8 @@ def test_source_has_a_solution_and_a_graded_test_per_function_with_its_points(no
     meta = [c["metadata"].get("nbgrader", {}) for c in cells]
     solutions = {m["grade_id"] for m in meta if m.get("solution")}
     graded = {m["grade_id"]: m["points"] for m in meta if m.get("grade")}
-    assert solutions == set(graded_functions(notebook))
+    assert set(graded_functions(notebook)) <= solutions  # others (05's modules) are checked by public checks only
+    assert not any(m.get("grade") for m in meta if m.get("solution")), "points belong to the hidden test cells"
     assert graded == {f"test_{name}": function_points(notebook, name) for name in graded_functions(notebook)}
     assert all(m.get("schema_version") == 3 for m in meta if m)
 
@@ -133,3 +134,39 @@ def test_moco_release_runs_and_says_what_is_missing():
     text = (RELEASE / "04_moco.ipynb").read_text()
     assert "BEGIN SOLUTION" not in text and "BEGIN HIDDEN TESTS" not in text
     assert "queue.detach().clone().T" not in text  # a line of the reference solution
+
+
+CPC_FUNCTIONS = ["cpc_scores", "cpc_infonce", "cpc_loss"]
+
+
+@pytest.fixture(scope="module")
+def cpc_run():
+    return execute(SOLUTIONS / "05_cpc.ipynb", fast=True, timeout=300)
+
+
+def test_cpc_notebook_runs_clean_in_fast_mode_and_reports_its_probe(cpc_run):
+    assert cpc_run.errors == [], [(c.index, c.error) for c in cpc_run.errors]
+    assert not any(c.stderr.strip() for c in cpc_run.cells), "a cell wrote to stderr (nbgrader zeroes it)"
+    out = cpc_run.output()
+    assert graded_functions("05_cpc") == CPC_FUNCTIONS
+    for name in CPC_FUNCTIONS:
+        assert f"{name}: {function_points('05_cpc', name):g}/{function_points('05_cpc', name):g}" in out, name
+    assert "g_enc and g_ar: shapes, LayerNorm and causality OK" in out
+    assert "contexts that pick their own future: 1 of 6" in out  # the wrong-axis demonstration
+    assert sum(c.figures for c in cpc_run.cells) >= 5  # sequences (2), loss, accuracy by k, probe bars
+    steps_ahead = [float(x) for x in re.findall(r"^k = \d: picks its own future +(\d+\.\d)%", out, re.MULTILINE)]
+    assert len(steps_ahead) == 3 and steps_ahead[0] > steps_ahead[2], out  # harder further ahead
+    lines = PROBE_GAIN.findall(out)
+    assert [m for m, *_ in lines] == ["CPC"], out
+    _, acc, base, gain = lines[0]
+    assert abs(float(acc) - float(base) - float(gain)) < 0.05 and float(gain) >= 5, lines  # fast: 12 s of training
+    assert cpc_run.seconds < 90
+
+
+def test_cpc_release_runs_and_says_what_is_missing():
+    run = execute(RELEASE / "05_cpc.ipynb", fast=True, timeout=300)
+    assert {e.error[0] for e in run.errors} == {"NotImplementedError"}, [e.error for e in run.errors]
+    assert "Training needs your modules and functions above" in run.output()
+    text = (RELEASE / "05_cpc.ipynb").read_text()
+    assert "BEGIN SOLUTION" not in text and "BEGIN HIDDEN TESTS" not in text
+    assert "(c @ W.T) @ z.T" not in text and "return self.gru(z)[0]" not in text  # lines of the reference solution

@@ -59,10 +59,28 @@ def moco_logits(q, k, queue, tau):
 ''',
 }
 
+# Two classic mistakes of CPC: InfoNCE normalised over the contexts (a column's softmax) instead of the
+# candidates, and one prediction matrix W[0] for every step ahead.
+BUGGY_CPC = {
+    "cpc_infonce": '''
+def cpc_infonce(scores):
+    labels = torch.arange(scores.shape[0])
+    return F.cross_entropy(scores.T, labels)
+''',
+    "cpc_loss": '''
+def cpc_loss(z_seq, c_seq, W, t):
+    K, T = W.shape[0], z_seq.shape[1]
+    if t < 0 or t + K >= T:
+        raise ValueError(f"t = {t} leaves no room for {K} steps ahead in {T}")
+    losses = [cpc_infonce(cpc_scores(z_seq[:, t + k], c_seq[:, t], W[0])) for k in range(1, K + 1)]
+    return sum(losses) / K
+''',
+}
+
 EXAMPLES: dict[str, dict[str, Mapping[str, str | None] | None]] = {
-    "reference": {"03_simclr": {}, "04_moco": {}},
-    "starter": {"03_simclr": None, "04_moco": None},
-    "two_bugs": {"03_simclr": BUGGY_SIMCLR, "04_moco": BUGGY_MOCO},
+    "reference": {"03_simclr": {}, "04_moco": {}, "05_cpc": {}},
+    "starter": {"03_simclr": None, "04_moco": None, "05_cpc": None},
+    "two_bugs": {"03_simclr": BUGGY_SIMCLR, "04_moco": BUGGY_MOCO, "05_cpc": BUGGY_CPC},
 }
 
 

@@ -17,6 +17,8 @@ compares them). Check names:
   update, no graph kept in the queue by the keys it stores;
 - ``vectorized``: no Python loop over the batch, timed against the reference
   and a loop in one run;
+- ``stability``: large inputs (scores of hundreds or thousands) give the
+  finite value the formula defines: no overflow of ``exp`` to inf or nan;
 - ``randomness``: a random function draws anew on every call, and each
   component the SPEC names has its probability and strength, judged by the
   distribution of many seeded draws on probe images that isolate it.
@@ -40,6 +42,11 @@ POINTS: dict[str, dict[str, dict[str, float]]] = {
         "batch_shuffle": {"values": 0.5, "randomness": 1},
         "batch_unshuffle": {"values": 0.5},
     },
+    "05_cpc": {
+        "cpc_scores": {"values": 1.5, "edge_cases": 0.5, "gradients": 0.5, "vectorized": 1},
+        "cpc_infonce": {"values": 1.25, "edge_cases": 0.25, "stability": 0.75, "gradients": 0.75},
+        "cpc_loss": {"values": 1.5, "edge_cases": 0.25, "errors": 0.75, "gradients": 1},
+    },
 }
 
 DEPENDS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -49,6 +56,9 @@ DEPENDS: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "04_moco": {
         "moco_loss": ("moco_logits",),
+    },
+    "05_cpc": {
+        "cpc_loss": ("cpc_scores", "cpc_infonce"),
     },
 }
 """The graded functions each graded function is *meant* to call (the notebook's text says so).

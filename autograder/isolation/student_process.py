@@ -101,8 +101,9 @@ class CallResult:
             the call when ``return_args`` was set, else ``None``.
         stdout_tail: the end (at most :data:`TAIL_BYTES`) of what the call printed.
         seconds: how long the call took, measured by the grader from sending
-            the request to receiving the reply (the child's own figure is
-            never used: its clock is the student's).
+            the request to reading the reply's last byte (decoding it, the
+            grader's own work, is left out; the child's own figure is never
+            used: its clock is the student's).
         callbacks: how many callbacks (``substitute``) the grader answered.
         callback_seconds: the grader's own time computing those answers.
         graph: ``{position: bool or None}`` with ``report_graph``: whether each positional argument was
@@ -333,8 +334,9 @@ class StudentProcess:
             self._fail_io(e, what, timeout)
         try:
             while True:
-                reply = channel.recv(child.reply_fd,
-                                     timeout=max(0.0, deadline - time.monotonic()))
+                frame = channel.read_frame(child.reply_fd, timeout=max(0.0, deadline - time.monotonic()))
+                received = time.perf_counter()  # the timing stops here: decoding is the grader's work
+                reply = channel.decode_body(*frame)
                 if type(reply) is not dict or "callback" not in reply:
                     break
                 began = time.perf_counter()
@@ -354,7 +356,7 @@ class StudentProcess:
                                  timeout=max(0.0, deadline - time.monotonic()))
         except channel.ChannelError as e:
             self._fail_io(e, what, timeout)
-        self._timing = (time.perf_counter() - start, callbacks_answered, answering)
+        self._timing = (received - start, callbacks_answered, answering)
         tail = child.log_text(since)
         if type(reply) is not dict or type(reply.get("ok")) is not bool:
             self._fail("protocol", f"the student process sent an invalid reply to {what}")

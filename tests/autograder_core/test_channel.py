@@ -104,6 +104,31 @@ def test_tensor_shapes_and_layouts_round_trip(tensor):
     assert not torch.equal(out, tensor) or tensor.numel() == 0
 
 
+@pytest.mark.parametrize("tensor, order", [
+    (torch.arange(12.0).reshape(3, 4).t(), [1, 0]),
+    (torch.randn(2, 3, 4).permute(2, 0, 1), [1, 2, 0]),
+    (torch.randn(5, 1, 3).transpose(0, 2), [1, 2, 0]),  # a size-1 dimension goes anywhere
+    (torch.arange(20, dtype=torch.int32)[::3], None),  # a step: no permutation makes it contiguous
+    (torch.ones(1, 3).expand(4, 3), None),
+    (torch.randn(3, 4), None),
+], ids=lambda x: str(x) if x is None or isinstance(x, list) else f"{list(x.shape)}{list(x.stride())}")
+def test_a_permuted_tensor_is_sent_in_its_memory_order_and_received_in_order(tensor, order):
+    """A transposed result costs its sender a plain copy, not a gather (what a timed call would count)."""
+    data = encode(tensor)
+    header = json.loads(data[channel.PREFIX_SIZE:channel.PREFIX_SIZE + int.from_bytes(data[4:8], "little")])
+    assert header["tensor"].get("order") == order
+    out = decode(data)
+    same(out, tensor)
+    assert out.is_contiguous()
+
+
+@pytest.mark.parametrize("order", [[0, 0], [1], [2, 0], "1,0", [1.0, 0], [True, False]], ids=str)
+def test_decode_refuses_a_bad_order(order):
+    spec = {"dtype": "float32", "shape": [2, 3], "offset": 0, "nbytes": 24, "order": order}
+    with pytest.raises(ProtocolError, match="bad order"):
+        decode(frame({"tensor": spec}, b"\0" * 24))
+
+
 def test_requires_grad_is_not_transported():
     x = torch.randn(3, requires_grad=True) * 2
     out = decode(encode([x]))[0]
