@@ -8,6 +8,11 @@ from course_utils.checks import seed_everything
 from course_utils.augment import BatchAugment
 secs = float(sys.argv[1]); NP = int(sys.argv[2])
 tr_x, tr_y = load_images('synthetic', 'train'); te_x, te_y = load_images('synthetic', 'test')
+pre_x = tr_x
+if len(sys.argv) > 3 and sys.argv[3] == 'nohorizon':
+    sys.argv = ['x', '0', 'plain', 'no', 'nohorizon']
+    src = open('wip/rotnet_probe_scratch.py').read()
+    ns = {}; exec(src[:src.index("seed_everything(0)")], ns); pre_x = ns['pre_x']
 def hamming_permutations(n, T=9, gen=None):
     allp = torch.tensor(list(itertools.permutations(range(T))), dtype=torch.int8)
     chosen = [int(torch.randint(len(allp), (1,), generator=gen))]
@@ -29,7 +34,7 @@ seed_everything(0)
 enc = ResNetEncoder(width=16, stem_stride=1); rand = ResNetEncoder(width=16, stem_stride=1)
 head = nn.Sequential(nn.Linear(9 * enc.feature_dim, 256), nn.ReLU(), nn.Linear(256, NP))
 opt = torch.optim.Adam(list(enc.parameters()) + list(head.parameters()), lr=1e-3)
-loader = make_loader(TensorImageDataset(tr_x, tr_y), 32, drop_last=True)
+loader = make_loader(TensorImageDataset(pre_x, torch.zeros(len(pre_x), dtype=torch.long)), 32, drop_last=True)
 aug = BatchAugment(size=30, scale=(0.6, 1.0), p_flip=0.0)
 start = time.time(); step = 0; done = False; accs = []
 while not done:
