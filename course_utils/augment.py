@@ -21,7 +21,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .data.datasets import DEFAULT_MEAN, DEFAULT_STD
+from .data.datasets import DEFAULT_MEAN, DEFAULT_STD, normalize
 
 _GRAY = (0.299, 0.587, 0.114)
 
@@ -124,7 +124,4 @@ class BatchAugment:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"BatchAugment expects [B, 3, H, W] images, got {tuple(images.shape)}")
         x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-        x = self.color(self.crop_flip(x))
-        m = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
-        s = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
-        return (x - m) / s
+        return normalize(self.color(self.crop_flip(x)), self.mean, self.std)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .augment import BatchAugment
-from .data.datasets import DEFAULT_MEAN, DEFAULT_STD
+from .data.datasets import normalize
 
 STRIP_HEIGHT = 8
 STRIP_STRIDE = 4
@@ -40,12 +40,6 @@ def to_strips(images: torch.Tensor, height: int = STRIP_HEIGHT, stride: int = ST
         raise ValueError(f"strips of height {height} and stride {stride} do not fit images of height "
                          f"{images.shape[2]}: choose 0 < height <= H and stride >= 1")
     return images.unfold(2, height, stride).permute(0, 2, 1, 4, 3)  # [B, C, T, W, h] -> [B, T, C, h, W]
-
-
-def _normalise(x: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(DEFAULT_MEAN, device=x.device).view(-1, 1, 1)
-    std = torch.tensor(DEFAULT_STD, device=x.device).view(-1, 1, 1)
-    return (x - mean) / std
 
 
 class StripAugment:
@@ -68,7 +62,7 @@ class StripAugment:
         strips = to_strips(x)
         if self.per_strip:
             strips = self.augment.color(strips.flatten(0, 1)).reshape(strips.shape)
-        return _normalise(strips)
+        return normalize(strips)
 
 
 class CPC(nn.Module):

@@ -55,7 +55,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 
 from .augment import BatchAugment
-from .data import DEFAULT_MEAN, DEFAULT_STD, load_images, load_synthetic
+from .data import load_images, load_synthetic, to_float
 from .distributed import concat_all_gather, gather_shuffle, gather_unshuffle
 from .evaluation import knn_accuracy
 from .models import ResNetEncoder, split_batchnorms
@@ -266,13 +266,11 @@ def _bn_splits(config: MoCoDDPConfig, n: int) -> int:
 def _features(backbone: nn.Module, images: torch.Tensor, device: torch.device, autocast: bool,
               chunk: int = 1024) -> torch.Tensor:
     """Eval-mode features of uint8 ``images [N, 3, H, W]`` (normalised, not augmented) -> ``[N, D]`` on the CPU."""
-    mean = torch.tensor(DEFAULT_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(DEFAULT_STD, device=device).view(1, 3, 1, 1)
     was_training = backbone.training
     backbone.eval()
     out = []
     for i in range(0, len(images), chunk):
-        x = (images[i:i + chunk].to(device).float() / 255.0 - mean) / std
+        x = to_float(images[i:i + chunk].to(device))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             out.append(backbone(x).float().cpu())
     backbone.train(was_training)

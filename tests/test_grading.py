@@ -15,6 +15,7 @@ import torch
 from autograder.frontends.examples import make_submission
 from autograder.grading.grade import grade_submission
 from autograder.grading.points import POINTS, function_points
+from graded_cases import grade_cases, readers
 
 NB = "03_simclr"
 FULL = {f: function_points(NB, f) for f in POINTS[NB]}
@@ -235,26 +236,16 @@ EXPECTED_EDGE = {**FULL, **{f: FULL[f] - POINTS[NB][f]["edge_cases"]
                             for f in ("compute_sim_matrix", "sim_positive_pairs", "simclr_loss_vectorized")}}
 
 
-def _scores(result):
-    return {f.function: f.score for f in result.functions()}
-
-
-def _feedback(result, function):
-    return next(f.feedback for f in result.functions() if f.function == function)
+_scores, _, _feedback = readers(NB)
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """Grade each submission once; tests look at the results."""
-    cases = {"reference": {}, "starter": None, "wrong_1": WRONG_1, "wrong_2": WRONG_2, "wrong_3": WRONG_3,
-             "wrong_float32": WRONG_FLOAT32, "right_1": RIGHT_1, "right_2": RIGHT_2, "right_eps": RIGHT_EPS,
-             "right_clamp": RIGHT_CLAMP, "wrong_edge": WRONG_EDGE}
-    out = {}
-    for name, code in cases.items():
-        folder = tmp_path_factory.mktemp(name)
-        make_submission(folder, NB, code)
-        out[name] = grade_submission(folder, call_timeout=5.0)
-    return out
+    return grade_cases(tmp_path_factory, NB, {
+        "reference": {}, "starter": None, "wrong_1": WRONG_1, "wrong_2": WRONG_2, "wrong_3": WRONG_3,
+        "wrong_float32": WRONG_FLOAT32, "right_1": RIGHT_1, "right_2": RIGHT_2, "right_eps": RIGHT_EPS,
+        "right_clamp": RIGHT_CLAMP, "wrong_edge": WRONG_EDGE})
 
 
 def test_reference_scores_full_marks(graded):

@@ -8,10 +8,8 @@ must not cost cpc_loss, which calls them (while cpc_loss is graded, they are the
 """
 import pytest
 
-from autograder.frontends.examples import make_submission
-from autograder.grading.grade import grade_submission
 from autograder.grading.points import POINTS, function_points
-from autograder.grading.reference import REPO
+from graded_cases import grade_cases, readers
 
 NB = "05_cpc"
 FULL = {f: function_points(NB, f) for f in POINTS[NB]}
@@ -293,30 +291,14 @@ WRONG = {"wrong_1": (WRONG_1, EXPECTED_1), "wrong_2": (WRONG_2, EXPECTED_2), "wr
 RIGHT = {"right_1": RIGHT_1, "right_2": RIGHT_2, "right_3": RIGHT_3, "right_4": RIGHT_4}
 
 
-def _scores(result):
-    return {f.function: f.score for f in result.functions() if f.notebook == NB}
-
-
-def _checks(result):
-    return {(c.function, c.check): c for c in result.checks if c.notebook == NB}
-
-
-def _feedback(result, function):
-    return next(f.feedback for f in result.functions() if f.notebook == NB and f.function == function)
+_scores, _checks, _feedback = readers(NB)
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """Grade each submission once; tests look at the results."""
-    if not (REPO / "assignments" / "self_supervised" / f"{NB}.ipynb").is_file():
-        pytest.fail(f"assignments/self_supervised/{NB}.ipynb is missing: run `make release`")
-    cases = {"reference": {}, "starter": None, **{name: code for name, (code, _) in WRONG.items()}, **RIGHT}
-    out = {}
-    for name, code in cases.items():
-        folder = tmp_path_factory.mktemp(name)
-        make_submission(folder, NB, code)
-        out[name] = grade_submission(folder, call_timeout=5.0)
-    return out
+    return grade_cases(tmp_path_factory, NB, {"reference": {}, "starter": None,
+                                              **{name: code for name, (code, _) in WRONG.items()}, **RIGHT})
 
 
 def test_reference_scores_full_marks(graded):

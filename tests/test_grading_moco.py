@@ -8,9 +8,8 @@ moco_loss, which calls it (while moco_loss is graded, moco_logits is the referen
 """
 import pytest
 
-from autograder.frontends.examples import make_submission
-from autograder.grading.grade import grade_submission
 from autograder.grading.points import POINTS, function_points
+from graded_cases import grade_cases, readers
 
 NB = "04_moco"
 FULL = {f: function_points(NB, f) for f in POINTS[NB]}
@@ -359,29 +358,15 @@ RIGHT = {"right_1": RIGHT_1, "right_2": RIGHT_2, "right_3": RIGHT_3}
 TIMED_ONLY_ON_THE_CPU = {"wrong_broadcast"}  # a broadcast is slow on the CPU, not on a GPU
 
 
-def _scores(result):
-    return {f.function: f.score for f in result.functions() if f.notebook == NB}
-
-
-def _checks(result):
-    return {(c.function, c.check): c for c in result.checks if c.notebook == NB}
-
-
-def _feedback(result, function):
-    return next(f.feedback for f in result.functions() if f.notebook == NB and f.function == function)
+_scores, _checks, _feedback = readers(NB)
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """Grade each submission once; tests look at the results."""
-    cases = {"reference": {}, "starter": None, **{name: code for name, (code, _) in WRONG.items()}, **RIGHT,
-             "cosine_broadcast": COSINE_BROADCAST}
-    out = {}
-    for name, code in cases.items():
-        folder = tmp_path_factory.mktemp(name)
-        make_submission(folder, NB, code)
-        out[name] = grade_submission(folder, call_timeout=5.0)
-    return out
+    return grade_cases(tmp_path_factory, NB, {"reference": {}, "starter": None,
+                                              **{name: code for name, (code, _) in WRONG.items()}, **RIGHT,
+                                              "cosine_broadcast": COSINE_BROADCAST})
 
 
 def test_reference_scores_full_marks(graded):

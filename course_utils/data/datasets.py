@@ -21,11 +21,17 @@ DEFAULT_MEAN = (0.485, 0.456, 0.406)
 DEFAULT_STD = (0.229, 0.224, 0.225)
 
 
+def normalize(images: torch.Tensor, mean=DEFAULT_MEAN, std=DEFAULT_STD) -> torch.Tensor:
+    """Float ``[..., 3, H, W]`` in [0, 1] -> normalised per channel with ``mean`` and ``std`` (dtype and device
+    kept); `denormalize` undoes it."""
+    m = torch.tensor(mean, dtype=images.dtype, device=images.device).view(-1, 1, 1)
+    s = torch.tensor(std, dtype=images.dtype, device=images.device).view(-1, 1, 1)
+    return (images - m) / s
+
+
 def to_float(images: torch.Tensor, mean=DEFAULT_MEAN, std=DEFAULT_STD) -> torch.Tensor:
-    """uint8 ``[N, 3, H, W]`` -> float32 normalised ``[N, 3, H, W]`` (no augmentation)."""
-    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    return (images.float() / 255.0 - m) / s
+    """uint8 ``[N, 3, H, W]`` -> float32 normalised ``[N, 3, H, W]`` (no augmentation), on the images' device."""
+    return normalize(images.float() / 255.0, mean, std)
 
 
 def denormalize(images: torch.Tensor, mean=DEFAULT_MEAN, std=DEFAULT_STD) -> torch.Tensor:
