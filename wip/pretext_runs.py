@@ -19,13 +19,25 @@ exec(open('/tmp/p01/01_reference.py').read())
 method, secs, pre = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 opt = dict(a.split('=') for a in sys.argv[4:])
 tr_x, tr_y = load_images('synthetic', 'train'); te_x, te_y = load_images('synthetic', 'test')
-pre_x = plain_scenes(10000) if pre == 'plain' else tr_x
-loader = make_loader(TensorImageDataset(pre_x, torch.zeros(len(pre_x), dtype=torch.long)), 64 if method == 'rotnet' else 32, drop_last=True)
-seed_everything(0)
+def turned_scenes(n, seed=101):
+    import numpy as np
+    from course_utils.data import synthetic as S
+    rng = np.random.default_rng(seed); labels = np.arange(n) % 10; rng.shuffle(labels); out = []
+    for i in range(0, n, 2000):
+        part = labels[i:i + 2000]; m = len(part)
+        yy, xx = np.mgrid[0:32, 0:32].astype(np.float32) + 0.5
+        bg = S._background(m, xx[None], yy[None], rng.uniform(18, 27, m).astype(np.float32), rng)
+        k = rng.integers(0, 4, m)
+        bg = np.stack([np.rot90(b, kk, axes=(0, 1)) for b, kk in zip(bg, k)]).copy()
+        imgs, _ = S.render_scenes(part, rng, background=bg); out.append(S._to_uint8(imgs, rng))
+    return torch.from_numpy(np.concatenate(out)).permute(0, 3, 1, 2).contiguous()
+pre_x = plain_scenes(10000) if pre == 'plain' else turned_scenes(10000) if pre == 'turned' else tr_x
+loader = make_loader(TensorImageDataset(pre_x, torch.zeros(len(pre_x), dtype=torch.long)), int(opt.get('batch', 64 if method == 'rotnet' else 32)), drop_last=True)
+seed_everything(int(opt.get('seed', 0)))
 gray = float(opt.get('gray', 0.2))
 if method == 'rotnet':
-    enc = ResNetEncoder(16, stem_stride=2); model = nn.Sequential(enc, nn.Linear(enc.feature_dim, 4))
-    steps = rotnet_step(rotate_batch, BatchAugment(scale=(0.2, 0.6)))
+    enc = ResNetEncoder(int(opt.get('width', 16)), stem_stride=2); model = nn.Sequential(enc, nn.Linear(enc.feature_dim, 4))
+    steps = rotnet_step(rotate_batch, BatchAugment(scale=(float(opt.get('smin', 0.2)), float(opt.get('smax', 0.6)))))
 elif method == 'patch':
     enc = ResNetEncoder(16, stem_stride=1); model = PairClassifier(enc)
     steps = patch_location_step(context_pairs, BatchAugment(scale=(0.6, 1.0), p_flip=0.0, p_gray=gray),
@@ -41,12 +53,13 @@ else:
     print('permutations', n, sel, 'min distance', int(d.min()), flush=True)
     enc = ResNetEncoder(16, stem_stride=1); model = JigsawNet(enc, 9, n)
     steps = jigsaw_step(tile_images, shuffle_tiles, perms, BatchAugment(size=30, scale=(0.6, 1.0), p_flip=0.0), 8)
-h = train(model, loader, steps.step, epochs={'rotnet': 12, 'patch': 6, 'jigsaw': 10}[method], lr=1e-3,
+h = train(model, loader, steps.step, epochs=int(opt.get('epochs', {'rotnet': 12, 'patch': 6, 'jigsaw': 10}[method])),
+          lr=float(opt.get('lr', 1e-3)),
           max_seconds=secs, progress=False)
 acc = sum(steps.accuracy[-50:]) / len(steps.accuracy[-50:])
 print(method, pre, opt, f'steps {h.steps} in {h.seconds:.0f} s, pretext accuracy (last 50) {100*acc:.1f}%', flush=True)
-seed_everything(0)
-rand = ResNetEncoder(16, stem_stride=2 if method == 'rotnet' else 1)
+seed_everything(int(opt.get('seed', 0)))
+rand = ResNetEncoder(int(opt.get('width', 16)), stem_stride=2 if method == 'rotnet' else 1)
 xtr, xte = to_float(tr_x), to_float(te_x)
 nets = ([(f'stage{s}', StageFeatures(rand, s), StageFeatures(enc, s)) for s in range(3)] if method == 'rotnet'
         else [('whole', rand, enc), ('tiles', TileFeatures(rand), TileFeatures(enc))])
