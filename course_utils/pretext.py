@@ -19,13 +19,16 @@ from torch import nn
 from .data import synthetic
 
 
-def plain_scenes(num_images: int, seed: int = 101) -> torch.Tensor:
-    """Unlabelled pre-training images: SynthObjects-10's objects over a flat, noisy colour.
+def pretraining_scenes(num_images: int, background: str = "plain", seed: int = 101) -> torch.Tensor:
+    """Unlabelled pre-training images: SynthObjects-10's objects, upright, over another background.
 
-    No sky, ground or horizon, so that a pretext task about orientation or layout has to look at the object.
-    Returns uint8 ``[num_images, 3, 32, 32]`` (about 3 s for 10,000 on a laptop CPU; drawn, not cached).
+    ``background="plain"``: a flat, noisy colour (no sky, ground or horizon), so that a pretext task about
+    orientation or layout has to look at the object. ``"turned"``: the bundled sky and ground turned by a random
+    multiple of 90 degrees, so that the scene's orientation says nothing about the object's. ``"scene"``: the
+    bundled kind of scene (another draw). Returns uint8 ``[num_images, 3, 32, 32]`` (about 3 s for 10,000 on a
+    laptop CPU; drawn, not cached).
     """
-    images, _ = synthetic.make_images(num_images, seed, background="plain")
+    images, _ = synthetic.make_images(num_images, seed, background=background)
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
 
 
@@ -114,28 +117,6 @@ class StageFeatures(nn.Module):
         for block in self.encoder.stages[:self.stage + 1]:
             h = block(h)
         return h.mean(dim=(2, 3))
-
-
-class TileFeatures(nn.Module):
-    """A tower's features of an image read as it was trained, on small pieces: the ``grid x grid`` cells of the
-    image's centre ``grid * cell`` pixels, each encoded alone, concatenated in row-major order.
-    ``[N, 3, H, W]`` -> ``[N, grid * grid * feature_dim]``."""
-
-    def __init__(self, encoder: nn.Module, grid: int = 3, cell: int = 10):
-        super().__init__()
-        self.encoder, self.grid, self.cell = encoder, grid, cell
-        self.feature_dim = grid * grid * encoder.feature_dim
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        side = self.grid * self.cell
-        if side > min(h, w):
-            raise ValueError(f"a {self.grid}x{self.grid} grid of {self.cell}-pixel cells needs images of at least "
-                             f"{side} pixels, got {h}x{w}")
-        top, left = (h - side) // 2, (w - side) // 2
-        x = x[:, :, top:top + side, left:left + side]
-        cells = x.reshape(n, c, self.grid, self.cell, self.grid, self.cell).permute(0, 2, 4, 1, 3, 5)
-        return self.encoder(cells.reshape(-1, c, self.cell, self.cell)).view(n, -1)
 
 
 class Steps(NamedTuple):

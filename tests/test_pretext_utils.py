@@ -34,7 +34,7 @@ def _index_image(n=2, h=32, w=32):
 
 
 def test_plain_scenes_have_no_sky_above_the_ground():
-    plain = pretext.plain_scenes(300, seed=3).permute(0, 2, 3, 1).numpy().astype(float)
+    plain = pretext.pretraining_scenes(300, seed=3).permute(0, 2, 3, 1).numpy().astype(float)
     scenes, _ = synthetic.make_images(300, seed=3)
     blueness = lambda part: (part[..., 2] - part[..., :2].mean(-1)).mean()  # noqa: E731
     top, bottom = plain[:, :4], plain[:, -4:]
@@ -43,6 +43,19 @@ def test_plain_scenes_have_no_sky_above_the_ground():
     # an object on every image: more spread than the background's noise alone (about 0.067 * 255 = 17)
     assert plain.shape == (300, 32, 32, 3) and plain.std(axis=(1, 2)).mean() > 22
     assert not np.array_equal(plain.astype(np.uint8), scenes)
+
+
+def test_turned_scenes_have_their_sky_on_each_side_a_quarter_of_the_time():
+    turned = pretext.pretraining_scenes(400, "turned", seed=4).permute(0, 2, 3, 1).numpy().astype(float)
+    blueness = turned[..., 2] - turned[..., :2].mean(-1)                         # [N, 32, 32]
+    edges = np.stack([blueness[:, :4].mean((1, 2)), blueness[:, :, -4:].mean((1, 2)),
+                      blueness[:, -4:].mean((1, 2)), blueness[:, :, :4].mean((1, 2))], 1)  # top, right, bottom, left
+    sides = np.bincount(edges.argmax(1), minlength=4)
+    # a quarter each: 100 +- 8.7 (binomial); 60..140 is beyond 4.5 standard deviations
+    assert sides.min() >= 60 and sides.max() <= 140, sides
+    # and the scenes are the bundled kind of scene: sky above the ground in the upright ones
+    scenes = synthetic.make_images(400, seed=4)[0].astype(float)
+    assert (scenes[:, :4, :, 2] - scenes[:, :4, :, :2].mean(-1)).mean() > edges[:, 0].mean() + 5
 
 
 def test_plain_background_leaves_the_bundled_scenes_unchanged():
@@ -123,18 +136,6 @@ def test_stage_features_match_the_encoder_and_name_bad_stages():
     assert torch.allclose(pretext.StageFeatures(enc, 2)(x), enc(x))
     with pytest.raises(ValueError, match="stage"):
         pretext.StageFeatures(enc, 3)
-
-
-def test_tile_features_encode_each_cell_alone_in_row_major_order():
-    enc = ResNetEncoder(width=4, stem_stride=1).eval()
-    features = pretext.TileFeatures(enc)
-    x = torch.randn(2, 3, 32, 32)
-    out = features(x)
-    assert out.shape == (2, 9 * enc.feature_dim) == (2, features.feature_dim)
-    cell_5 = x[:, :, 1 + 10:1 + 20, 1 + 20:1 + 30]                       # row 1, column 2 of the centred 30x30
-    assert torch.allclose(out.view(2, 9, -1)[:, 5], enc(cell_5), atol=1e-6)
-    with pytest.raises(ValueError, match="grid"):
-        features(torch.randn(1, 3, 20, 20))
 
 
 def _rotate(x):

@@ -1,7 +1,7 @@
 """Scratch: the notebook's three pretext tasks with its settings, one variant per run (figures for its tables).
 
 python wip/pretext_runs.py METHOD SECONDS PRETRAIN [key=value ...]
-METHOD rotnet|patch|jigsaw; PRETRAIN plain|scenes; keys: gap, jitter, patch, perms, select (maxmin|random|average), gray.
+METHOD rotnet|patch|jigsaw; PRETRAIN plain|turned|scenes; keys: gap, jitter, patch, perms, select (maxmin|random|average), gray.
 """
 import itertools, math, sys, time
 import torch
@@ -13,25 +13,13 @@ from course_utils.data import TensorImageDataset, load_images, make_loader, to_f
 from course_utils.evaluation import extract_features, linear_probe
 from course_utils.models import ResNetEncoder
 from course_utils.pretext import (JigsawNet, PairClassifier, StageFeatures, TileFeatures, jigsaw_step, patch_location_step,
-                                  plain_scenes, rotnet_step)
+                                  pretraining_scenes, rotnet_step)
 from course_utils.training import train
 exec(open('/tmp/p01/01_reference.py').read())
 method, secs, pre = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 opt = dict(a.split('=') for a in sys.argv[4:])
 tr_x, tr_y = load_images('synthetic', 'train'); te_x, te_y = load_images('synthetic', 'test')
-def turned_scenes(n, seed=101):
-    import numpy as np
-    from course_utils.data import synthetic as S
-    rng = np.random.default_rng(seed); labels = np.arange(n) % 10; rng.shuffle(labels); out = []
-    for i in range(0, n, 2000):
-        part = labels[i:i + 2000]; m = len(part)
-        yy, xx = np.mgrid[0:32, 0:32].astype(np.float32) + 0.5
-        bg = S._background(m, xx[None], yy[None], rng.uniform(18, 27, m).astype(np.float32), rng)
-        k = rng.integers(0, 4, m)
-        bg = np.stack([np.rot90(b, kk, axes=(0, 1)) for b, kk in zip(bg, k)]).copy()
-        imgs, _ = S.render_scenes(part, rng, background=bg); out.append(S._to_uint8(imgs, rng))
-    return torch.from_numpy(np.concatenate(out)).permute(0, 3, 1, 2).contiguous()
-pre_x = plain_scenes(10000) if pre == 'plain' else turned_scenes(10000) if pre == 'turned' else tr_x
+pre_x = tr_x if pre == 'scenes' else pretraining_scenes(10000, pre)
 loader = make_loader(TensorImageDataset(pre_x, torch.zeros(len(pre_x), dtype=torch.long)), int(opt.get('batch', 64 if method == 'rotnet' else 32)), drop_last=True)
 seed_everything(int(opt.get('seed', 0)))
 gray = float(opt.get('gray', 0.2))
