@@ -4,5 +4,7 @@ One module a job: `data` (datasets and loaders), `augment` (batched SimCLR
 views), `models` (encoders and heads), `training` (the loop), `evaluation`
 (linear probe, kNN, embeddings), `plots` (pictures), `checks` (relative
 error, timing, seeding, device), `distributed` (several processes: MoCo's
-shuffling BN, SimCLR's negatives gathered across processes, `spawn`).
+shuffling BN, SimCLR's negatives gathered across processes, `spawn`);
+per notebook: `pretext` (01: pre-training scenes, jitter, the networks and
+steps of RotNet, patch location and jigsaw), `moco` (04), `cpc` (05).
 """

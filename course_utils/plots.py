@@ -1,4 +1,5 @@
-"""Pictures the notebooks show: image grids, view pairs, sequences, loss curves, bars, embeddings.
+"""Pictures the notebooks show: image grids, view pairs, sequences, patch grids and tile mosaics, loss
+curves, bars, embeddings.
 
 Every function draws on a new figure and returns it, so a notebook shows it
 and a script can save it (``fig.savefig(...)``).
@@ -82,6 +83,50 @@ def show_sequences(images: torch.Tensor, sequences: torch.Tensor, *, normalized:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def show_patch_grid(images: torch.Tensor, patch_size: int, gap: int, *, title: str | None = None):
+    """Each image ``[3, H, W]`` (uint8) with relative patch location's centred 3x3 grid drawn on it: the centre
+    patch "C" and the neighbours labelled 0..7 in row-major order."""
+    from matplotlib.patches import Rectangle
+
+    n, (h, w) = len(images), images.shape[-2:]
+    size = 3 * patch_size + 2 * gap
+    top, left = (h - size) // 2, (w - size) // 2
+    fig, axes = plt.subplots(1, n, figsize=(2.2 * n, 2.4 + (0.3 if title else 0)), squeeze=False)
+    for ax, image in zip(axes.flat, images):
+        ax.imshow(_to_hwc(image, False), interpolation="nearest")
+        label = 0
+        for r in range(3):
+            for c in range(3):
+                y, x = top + r * (patch_size + gap) - 0.5, left + c * (patch_size + gap) - 0.5
+                centre = (r, c) == (1, 1)
+                ax.add_patch(Rectangle((x, y), patch_size, patch_size, fill=False, lw=1.2,
+                                       color="yellow" if centre else "white"))
+                ax.text(x + patch_size / 2, y + patch_size / 2, "C" if centre else str(label), ha="center",
+                        va="center", fontsize=8, color="black", bbox=dict(boxstyle="round,pad=0.1", fc="white", alpha=0.7))
+                label += 0 if centre else 1
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def tile_mosaic(tiles: torch.Tensor, *, border: int = 1) -> torch.Tensor:
+    """``tiles [N, T, C, h, w]`` (T a square) -> images ``[N, C, H', W']``: the tiles laid out row-major on a
+    square grid with ``border`` pixels of the lowest value between them (for `show_images`)."""
+    n, t, c, h, w = tiles.shape
+    grid = round(t ** 0.5)
+    if grid * grid != t:
+        raise ValueError(f"{t} tiles do not make a square grid")
+    side_h, side_w = grid * h + (grid + 1) * border, grid * w + (grid + 1) * border
+    out = torch.full((n, c, side_h, side_w), float(tiles.min()), dtype=tiles.dtype)
+    for j in range(t):
+        r, col = divmod(j, grid)
+        y, x = border + r * (h + border), border + col * (w + border)
+        out[:, :, y:y + h, x:x + w] = tiles[:, j].detach().cpu()
+    return out
 
 
 def plot_losses(curves: Mapping[str, Sequence[float]], *, smooth: int = 10, ylabel: str = "loss"):

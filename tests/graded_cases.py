@@ -33,3 +33,69 @@ def readers(notebook):
         return next(f.feedback for f in result.functions() if f.notebook == notebook and f.function == function)
 
     return scores, checks, feedback
+
+
+def graded_fixture(notebook, wrong, right, **more):
+    """The module-scoped fixture ``graded`` of a kit test: the reference, the starter, each case of ``wrong``
+    (``{name: (code, expected scores)}``), of ``right`` and of ``more`` (``{name: code}``), graded once."""
+    @pytest.fixture(scope="module")
+    def graded(tmp_path_factory):
+        return grade_cases(tmp_path_factory, notebook, {"reference": {}, "starter": None,
+                                                        **{name: code for name, (code, _) in wrong.items()},
+                                                        **right, **more})
+    return graded
+
+
+def _shown(result, notebook, functions=None):
+    return {f.function: f.feedback for f in result.functions()
+            if f.notebook == notebook and (functions is None or f.function in functions)}
+
+
+def expect_scores(result, notebook, expected):
+    """``result`` gives each function of ``notebook`` exactly its score in ``expected``; else the feedback of the
+    functions that differ."""
+    scores, _, _ = readers(notebook)
+    got = scores(result)
+    assert got == expected, _shown(result, notebook, {f for f in got if got[f] != expected.get(f)} or None)
+
+
+def expect_starter_zero(result, notebook, full):
+    """Every graded function of ``notebook`` scores 0 and says it is not implemented yet."""
+    functions = [f for f in result.functions() if f.notebook == notebook]
+    assert {f.function for f in functions} == set(full)
+    assert all(f.score == 0 and "not implemented yet" in f.feedback for f in functions), _shown(result, notebook)
+
+
+def kit_tests(notebook, full, wrong, total=10):
+    """The three tests every kit test of a hidden suite has, for its module to take under their names:
+    the reference scores ``full`` (``total`` points in all), the starter zero, each case of ``wrong`` its
+    expected scores."""
+    def test_reference_scores_full_marks(graded):
+        expect_scores(graded["reference"], notebook, full)
+        assert sum(full.values()) == total
+
+    def test_starter_scores_zero_and_says_not_implemented(graded):
+        expect_starter_zero(graded["starter"], notebook, full)
+
+    @pytest.mark.parametrize("case", sorted(wrong))
+    def test_wrong_versions_lose_exactly_their_functions_points(graded, case):
+        expect_scores(graded[case], notebook, wrong[case][1])
+
+    return (test_reference_scores_full_marks, test_starter_scores_zero_and_says_not_implemented,
+            test_wrong_versions_lose_exactly_their_functions_points)
+
+
+def points_of(notebook):
+    """``(full, without, only)`` of ``notebook``: ``full`` is ``{function: its points}``, ``without(function,
+    *checks)`` its points less those of ``checks``, ``only(function, *checks)`` the points of ``checks`` alone."""
+    from autograder.grading.points import POINTS, function_points
+    table = POINTS[notebook]
+    full = {f: function_points(notebook, f) for f in table}
+
+    def without(function, *checks):
+        return full[function] - sum(table[function][c] for c in checks)
+
+    def only(function, *checks):
+        return sum(table[function][c] for c in checks)
+
+    return full, without, only

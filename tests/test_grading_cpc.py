@@ -7,22 +7,10 @@ Wrong versions of *different* functions share a submission: a bug in cpc_scores 
 must not cost cpc_loss, which calls them (while cpc_loss is graded, they are the reference's).
 """
 import pytest
-
-from autograder.grading.points import POINTS, function_points
-from graded_cases import grade_cases, readers
+from graded_cases import expect_scores, graded_fixture, kit_tests, points_of, readers
 
 NB = "05_cpc"
-FULL = {f: function_points(NB, f) for f in POINTS[NB]}
-
-
-def _without(function, *checks):
-    """Full marks for ``function`` less the points of ``checks``."""
-    return FULL[function] - sum(POINTS[NB][function][c] for c in checks)
-
-
-def _only(function, *checks):
-    """The points of ``checks`` of ``function``, and nothing else."""
-    return sum(POINTS[NB][function][c] for c in checks)
+FULL, _without, _only = points_of(NB)
 
 
 # --------------------------------------------------------------------------- wrong versions
@@ -294,31 +282,9 @@ RIGHT = {"right_1": RIGHT_1, "right_2": RIGHT_2, "right_3": RIGHT_3, "right_4": 
 _scores, _checks, _feedback = readers(NB)
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    """Grade each submission once; tests look at the results."""
-    return grade_cases(tmp_path_factory, NB, {"reference": {}, "starter": None,
-                                              **{name: code for name, (code, _) in WRONG.items()}, **RIGHT})
-
-
-def test_reference_scores_full_marks(graded):
-    result = graded["reference"]
-    assert _scores(result) == FULL, {f.function: f.feedback for f in result.functions() if f.notebook == NB}
-    assert sum(FULL.values()) == 10
-
-
-def test_starter_scores_zero_and_says_not_implemented(graded):
-    functions = [f for f in graded["starter"].functions() if f.notebook == NB]
-    assert {f.function for f in functions} == set(FULL)
-    assert all(f.score == 0 and "not implemented yet" in f.feedback for f in functions), \
-        {f.function: f.feedback for f in functions}
-
-
-@pytest.mark.parametrize("case", sorted(WRONG))
-def test_wrong_versions_lose_exactly_their_functions_points(graded, case):
-    result, expected = graded[case], WRONG[case][1]
-    assert _scores(result) == expected, {f.function: f.feedback for f in result.functions()
-                                         if f.notebook == NB and f.score != expected[f.function]}
+graded = graded_fixture(NB, WRONG, RIGHT)
+(test_reference_scores_full_marks, test_starter_scores_zero_and_says_not_implemented,
+ test_wrong_versions_lose_exactly_their_functions_points) = kit_tests(NB, FULL, WRONG)
 
 
 def test_a_bug_that_shows_in_one_check_costs_only_that_check(graded):
@@ -383,8 +349,7 @@ def test_feedback_names_the_likely_mistake(graded):
 
 @pytest.mark.parametrize("case", sorted(RIGHT))
 def test_correct_versions_written_another_way_keep_full_marks(graded, case):
-    assert _scores(graded[case]) == FULL, {f.function: f.feedback for f in graded[case].functions()
-                                           if f.notebook == NB}
+    expect_scores(graded[case], NB, FULL)
 
 
 def test_the_speed_check_times_both_loops(graded):

@@ -7,17 +7,12 @@ Wrong versions of *different* functions share a submission: a bug in moco_logits
 moco_loss, which calls it (while moco_loss is graded, moco_logits is the reference's).
 """
 import pytest
+from graded_cases import graded_fixture, kit_tests, points_of, readers
 
-from autograder.grading.points import POINTS, function_points
-from graded_cases import grade_cases, readers
+from autograder.grading.points import POINTS
 
 NB = "04_moco"
-FULL = {f: function_points(NB, f) for f in POINTS[NB]}
-
-
-def _without(function, *checks):
-    """Full marks for ``function`` less the points of ``checks``."""
-    return FULL[function] - sum(POINTS[NB][function][c] for c in checks)
+FULL, _without, _ = points_of(NB)
 
 
 # --------------------------------------------------------------------------- wrong versions
@@ -361,25 +356,8 @@ TIMED_ONLY_ON_THE_CPU = {"wrong_broadcast"}  # a broadcast is slow on the CPU, n
 _scores, _checks, _feedback = readers(NB)
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    """Grade each submission once; tests look at the results."""
-    return grade_cases(tmp_path_factory, NB, {"reference": {}, "starter": None,
-                                              **{name: code for name, (code, _) in WRONG.items()}, **RIGHT,
-                                              "cosine_broadcast": COSINE_BROADCAST})
-
-
-def test_reference_scores_full_marks(graded):
-    result = graded["reference"]
-    assert _scores(result) == FULL, {f.function: f.feedback for f in result.functions() if f.notebook == NB}
-    assert sum(FULL.values()) == 10
-
-
-def test_starter_scores_zero_and_says_not_implemented(graded):
-    functions = [f for f in graded["starter"].functions() if f.notebook == NB]
-    assert {f.function for f in functions} == set(FULL)
-    assert all(f.score == 0 and "not implemented yet" in f.feedback for f in functions), \
-        {f.function: f.feedback for f in functions}
+graded = graded_fixture(NB, WRONG, RIGHT, cosine_broadcast=COSINE_BROADCAST)
+test_reference_scores_full_marks, test_starter_scores_zero_and_says_not_implemented, _ = kit_tests(NB, FULL, WRONG)
 
 
 @pytest.mark.parametrize("case", sorted(WRONG))

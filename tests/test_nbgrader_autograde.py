@@ -49,8 +49,8 @@ from autograder.frontends.nbgrader_kernel import choose_kernel_isolation  # noqa
 REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "self_supervised"
 NB = "03_simclr"
-MOCO, CPC = "04_moco", "05_cpc"  # graded the same way: the plain examples hand them in too (not the hostile ones)
-ALSO = (MOCO, CPC)
+PRETEXT, MOCO, CPC = "01_pretext_tasks", "04_moco", "05_cpc"  # graded the same way: the plain examples hand them
+ALSO = (PRETEXT, MOCO, CPC)                                      # in too (not the hostile ones)
 STUDENTS = ("reference", "starter", "two_bugs", "patcher", "reader")
 LOCAL = ("reference", "starter", "two_bugs")
 NBGRADER_TIMEOUT = 900  # seconds for one nbgrader command (five notebooks); it normally takes two minutes
@@ -224,6 +224,12 @@ def _full(notebook):
 
 
 ALSO_EXPECTED = {
+    PRETEXT: {
+        "reference": _full(PRETEXT),
+        "starter": {f: 0.0 for f in graded_functions(PRETEXT)},
+        "two_bugs": {**_full(PRETEXT),  # clockwise rotations, the inverse permutation
+                     "rotate_batch": POINTS[PRETEXT]["rotate_batch"]["errors"], "shuffle_tiles": 0.0},
+    },
     MOCO: {
         "reference": _full(MOCO),
         "starter": {f: 0.0 for f in graded_functions(MOCO)},
@@ -242,7 +248,7 @@ ALSO_EXPECTED = {
 
 @pytest.mark.parametrize("notebook", ALSO)
 @pytest.mark.parametrize("student", LOCAL)
-def test_nbgrader_grades_04_and_05_with_the_local_commands_points(course, local_scores, student, notebook):
+def test_nbgrader_grades_the_other_notebooks_with_the_local_commands_points(course, local_scores, student, notebook):
     course_dir, _ = course
     scores = _nbgrader_scores(course_dir, student, notebook)
     assert set(scores) == {f"test_{f}" for f in graded_functions(notebook)}, sorted(scores)

@@ -123,13 +123,18 @@ PROBE_GAIN = re.compile(r"^probe gain: (?P<method>.+) (?P<acc>\d+\.\d)% vs rando
                         r"\((?P<gain>[+-]\d+\.\d) points\)$", re.MULTILINE)
 
 
-def _probe_gain(out, method):
-    """SPEC, "What every notebook reports": the one line of ``method``, that adds up; returns its gain."""
+def _probe_gains(out, methods):
+    """SPEC, "What every notebook reports": one line per method, in order, each adding up; ``{method: gain}``."""
     lines = PROBE_GAIN.findall(out)
-    assert [m for m, *_ in lines] == [method], out
-    _, acc, base, gain = lines[0]
-    assert abs(float(acc) - float(base) - float(gain)) < 0.05, lines
-    return float(gain)
+    assert [m for m, *_ in lines] == list(methods), out
+    for _, acc, base, gain in lines:
+        assert abs(float(acc) - float(base) - float(gain)) < 0.05, lines
+    return {m: float(gain) for m, _, _, gain in lines}
+
+
+def _probe_gain(out, method):
+    """The gain of the one line of a notebook that trains one method."""
+    return _probe_gains(out, [method])[method]
 
 
 def test_solution_prints_the_specs_probe_gain_line(solution_run):
@@ -181,3 +186,34 @@ def test_cpc_notebook_runs_clean_in_fast_mode_and_reports_its_probe(cpc_run):
 def test_cpc_release_runs_and_says_what_is_missing():
     _expect_release_says_what_is_missing("05_cpc", "Training needs your modules and functions above",
                                          ["(c @ W.T) @ z.T", "return self.gru(z)[0]"])
+
+
+PRETEXT_FUNCTIONS = ["rotate_batch", "context_pairs", "hamming_permutations", "tile_images", "shuffle_tiles"]
+PRETEXT_METHODS = ("RotNet", "relative patch location", "jigsaw")
+
+
+@pytest.fixture(scope="module")
+def pretext_run():
+    return execute(SOLUTIONS / "01_pretext_tasks.ipynb", fast=True, timeout=300)
+
+
+def test_pretext_notebook_runs_clean_in_fast_mode_and_reports_each_methods_probe(pretext_run):
+    _expect_clean(pretext_run)
+    out = pretext_run.output()
+    _expect_full_marks_printed(out, "01_pretext_tasks", PRETEXT_FUNCTIONS)
+    for name in PRETEXT_FUNCTIONS:
+        assert f"{name} OK" in out, f"the public check of {name} did not pass"
+    # the greedy max-min sets the text quotes, computed by the notebook
+    for size, distance in ((10, 8), (30, 7), (100, 6)):
+        assert re.search(rf"^ *{size} permutations: minimum Hamming distance {distance} ", out, re.MULTILINE), out
+    assert len(re.findall(r"^block \d: RotNet", out, re.MULTILINE)) == 3  # a probe of every block
+    # pictures: data (2), rotations, predictions, probe by block, grid, pairs, puzzles, bars
+    assert sum(c.figures for c in pretext_run.cells) >= 9
+    _probe_gains(out, PRETEXT_METHODS)  # the SPEC's line per method (fast mode trains too briefly to judge the gains)
+    assert pretext_run.seconds < 90
+
+
+def test_pretext_release_runs_and_says_what_is_missing():
+    _expect_release_says_what_is_missing("01_pretext_tasks", "Training needs rotate_batch",
+                                         ["neighbors = patches[:, [0, 1, 2, 3, 5, 6, 7, 8]].flatten(0, 1)",
+                                          "min_distance = torch.minimum(min_distance, (candidates != candidates[best]).sum(1))"])

@@ -21,6 +21,26 @@ from ..grading.reference import REPO
 
 _MARKER = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$")
 
+# Two classic mistakes of the pretext tasks: rotations clockwise (torch.rot90 with dims swapped) and the tiles
+# shuffled by the inverse permutation (tile j sent to position p[j] instead of position j showing tile p[j]).
+BUGGY_PRETEXT = {
+    "rotate_batch": '''
+def rotate_batch(images):
+    N, C, H, W = images.shape
+    if H != W:
+        raise ValueError(f"images must be square, got {H}x{W}")
+    rotated = torch.cat([torch.rot90(images, k, dims=(3, 2)) for k in range(4)])
+    return rotated, torch.arange(4).repeat_interleave(N)
+''',
+    "shuffle_tiles": '''
+def shuffle_tiles(tiles, permutations, perm_index):
+    out = torch.empty_like(tiles)
+    rows = torch.arange(tiles.shape[0])[:, None]
+    out[rows, permutations[perm_index]] = tiles
+    return out
+''',
+}
+
 # Two classic mistakes: the loss averaged over N anchors instead of 2N, and
 # raw dot products instead of cosine similarities.
 BUGGY_SIMCLR = {
@@ -78,9 +98,9 @@ def cpc_loss(z_seq, c_seq, W, t):
 }
 
 EXAMPLES: dict[str, dict[str, Mapping[str, str | None] | None]] = {
-    "reference": {"03_simclr": {}, "04_moco": {}, "05_cpc": {}},
-    "starter": {"03_simclr": None, "04_moco": None, "05_cpc": None},
-    "two_bugs": {"03_simclr": BUGGY_SIMCLR, "04_moco": BUGGY_MOCO, "05_cpc": BUGGY_CPC},
+    "reference": {"01_pretext_tasks": {}, "03_simclr": {}, "04_moco": {}, "05_cpc": {}},
+    "starter": {"01_pretext_tasks": None, "03_simclr": None, "04_moco": None, "05_cpc": None},
+    "two_bugs": {"01_pretext_tasks": BUGGY_PRETEXT, "03_simclr": BUGGY_SIMCLR, "04_moco": BUGGY_MOCO, "05_cpc": BUGGY_CPC},
 }
 
 

@@ -16,16 +16,29 @@ compares them). Check names:
   MoCo's keys and queue, no graph built into the key encoder by the momentum
   update, no graph kept in the queue by the keys it stores;
 - ``vectorized``: no Python loop over the batch, timed against the reference
-  and a loop in one run;
+  and a loop in one run (for ``hamming_permutations``, which loops over the
+  permutations it picks by design: no Python loop over the ``T!``
+  candidates, timed the same way);
 - ``stability``: large inputs (scores of hundreds or thousands) give the
   finite value the formula defines: no overflow of ``exp`` to inf or nan;
 - ``randomness``: a random function draws anew on every call, and each
   component the SPEC names has its probability and strength, judged by the
   distribution of many seeded draws on probe images that isolate it.
+  For ``hamming_permutations``: the same generator seed gives the same set,
+  and the random start is drawn from the generator (seeds differ, sets
+  differ; no generator, torch's global one).
 """
 from __future__ import annotations
 
 POINTS: dict[str, dict[str, dict[str, float]]] = {
+    "01_pretext_tasks": {
+        "rotate_batch": {"values": 1.25, "edge_cases": 0.25, "errors": 0.25},
+        "context_pairs": {"values": 1.5, "edge_cases": 0.25, "errors": 0.25, "vectorized": 0.5},
+        "hamming_permutations": {"values": 1.25, "edge_cases": 0.25, "errors": 0.25, "randomness": 0.5,
+                                 "vectorized": 0.25},
+        "tile_images": {"values": 1, "edge_cases": 0.25, "errors": 0.25},
+        "shuffle_tiles": {"values": 1.25, "vectorized": 0.5},
+    },
     "03_simclr": {
         "compute_train_transform": {"values": 1, "randomness": 1},
         "sim": {"values": 0.75, "edge_cases": 0.25},

@@ -207,8 +207,37 @@ def _to_uint8(images, rng, noise=0.03):
     return (np.clip(noisy, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def make_images(num_images: int, seed: int = 0, *, hue_bias: float = 0.6, chunk: int = 2000):
+def _plain_background(n, rng):
+    """One flat colour per image with pixel noise: nothing tells up from down. [n, H, W, 3]."""
+    colour = _hsv_to_rgb(rng.random(n), rng.uniform(0.1, 0.6, n), rng.uniform(0.3, 0.9, n))
+    noise = rng.normal(0, 0.06, (n, SIZE, SIZE, 3))
+    return np.clip(colour[:, None, None] + noise, 0, 1).astype(np.float32)
+
+
+def _turned_background(n, rng):
+    """The sky and ground turned by a random multiple of 90 degrees per image: the scene no longer says which
+    way is up, the object drawn over it still does. [n, H, W, 3]."""
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) + 0.5
+    scenes = _background(n, xx[None], yy[None], rng.uniform(18, 27, n).astype(np.float32), rng)
+    turns = rng.integers(0, 4, n)
+    return np.stack([np.rot90(scene, k, axes=(0, 1)) for scene, k in zip(scenes, turns)]).astype(np.float32)
+
+
+_BACKGROUNDS = {"scene": None, "plain": _plain_background, "turned": _turned_background}
+
+
+def make_images(num_images: int, seed: int = 0, *, hue_bias: float = 0.6, chunk: int = 2000,
+                background: str = "scene"):
     """Draw a class-balanced set of scenes.
+
+    ``background="plain"`` draws the same objects (shapes, colours, textures,
+    light from above) over one flat, noisy colour per image instead of the sky
+    and ground: images whose orientation and layout only the object tells
+    (01_pretext_tasks pre-trains its context-based tasks on them).
+    ``background="turned"`` keeps the sky and ground but turns them by a
+    random multiple of 90 degrees under the upright object, so that the
+    scene's orientation says nothing about the object's (01_pretext_tasks
+    pre-trains RotNet and jigsaw on them).
 
     Returns:
         ``(images, labels)``: uint8 ``[num_images, 32, 32, 3]`` (HWC, as
@@ -217,13 +246,16 @@ def make_images(num_images: int, seed: int = 0, *, hue_bias: float = 0.6, chunk:
     """
     if num_images < 0:
         raise ValueError(f"num_images must be >= 0, got {num_images}")
+    if background not in _BACKGROUNDS:
+        raise ValueError(f"background must be one of {sorted(_BACKGROUNDS)}, got {background!r}")
     rng = np.random.default_rng(seed)
     labels = np.arange(num_images) % len(CLASSES)
     rng.shuffle(labels)
     out = np.empty((num_images, SIZE, SIZE, 3), dtype=np.uint8)
     for start in range(0, num_images, chunk):
         part = labels[start:start + chunk]
-        imgs, _ = render_scenes(part, rng, hue_bias=hue_bias)
+        draw = _BACKGROUNDS[background]
+        imgs, _ = render_scenes(part, rng, hue_bias=hue_bias, background=draw and draw(len(part), rng))
         out[start:start + chunk] = _to_uint8(imgs, rng)
     return out, labels.astype(np.int64)
 
