@@ -4,6 +4,7 @@ import pytest
 
 from autograder.frontends.examples import make_submission
 from autograder.grading.grade import grade_submission
+from autograder.grading.points import POINTS, function_points
 from autograder.grading.reference import REPO
 
 
@@ -56,7 +57,8 @@ def expect_scores(result, notebook, expected):
     functions that differ."""
     scores, _, _ = readers(notebook)
     got = scores(result)
-    assert got == expected, _shown(result, notebook, {f for f in got if got[f] != expected.get(f)} or None)
+    differ = {f for f in got.keys() | expected.keys() if got.get(f) != expected.get(f)}
+    assert got == expected, _shown(result, notebook, differ)
 
 
 def expect_starter_zero(result, notebook, full):
@@ -88,7 +90,6 @@ def kit_tests(notebook, full, wrong, total=10):
 def points_of(notebook):
     """``(full, without, only)`` of ``notebook``: ``full`` is ``{function: its points}``, ``without(function,
     *checks)`` its points less those of ``checks``, ``only(function, *checks)`` the points of ``checks`` alone."""
-    from autograder.grading.points import POINTS, function_points
     table = POINTS[notebook]
     full = {f: function_points(notebook, f) for f in table}
 

@@ -252,9 +252,9 @@ def make_images(num_images: int, seed: int = 0, *, hue_bias: float = 0.6, chunk:
     labels = np.arange(num_images) % len(CLASSES)
     rng.shuffle(labels)
     out = np.empty((num_images, SIZE, SIZE, 3), dtype=np.uint8)
+    draw = _BACKGROUNDS[background]
     for start in range(0, num_images, chunk):
         part = labels[start:start + chunk]
-        draw = _BACKGROUNDS[background]
         imgs, _ = render_scenes(part, rng, hue_bias=hue_bias, background=draw and draw(len(part), rng))
         out[start:start + chunk] = _to_uint8(imgs, rng)
     return out, labels.astype(np.int64)
