@@ -15,52 +15,15 @@ reference at float tolerance.
 from __future__ import annotations
 
 import math
-import re
 
 import torch
-from autograder.grading.checks import (Failure, Hint, describe, describe_call, expect_tensor, expect_unchanged,
-                                       expect_vectorized, graded)
-from autograder.isolation.student_process import StudentError
+from autograder.grading.checks import (DETACHED, Failure, Hint, describe, describe_call, expect_tensor, expect_tuple,
+                                       expect_unchanged, expect_value_error, expect_vectorized, grad_call, graded,
+                                       shape_hint)
 from autograder.suites.common import randn, tol, want
 
 NB = "02_generative_pretext"
 EXACT = dict(rtol=0.0, atol=0.0)  # copies of input pixels, masks, indices
-
-
-def _split(result, call, names):
-    """The elements of a tuple result, checked for their number."""
-    value = result.value
-    if not (isinstance(value, (list, tuple)) and len(value) == len(names)):
-        raise Failure(f"{call} returned {describe(value)}; expected a tuple ({', '.join(names)})")
-    return value
-
-
-def _expect_value_error(student, name, args, kwargs, call, why, fix):
-    """``name(*args, **kwargs)`` must raise a ValueError (``why``: what is wrong with the arguments)."""
-    try:
-        student.call(name, *args, **kwargs)
-    except StudentError as e:
-        if e.exc_type == "ValueError":
-            return
-        if e.exc_type == "NotImplementedError" or e.kind != "exception":
-            raise  # the runner says it is not implemented yet, or that it did not finish
-        raise Failure(f"{call} raised {e.message}; expected a ValueError ({why}): {fix}") from None
-    raise Failure(f"{call} did not raise; expected a ValueError ({why}): {fix}")
-
-
-DETACHED = "is it computed from a detached copy (.detach(), .item(), .numpy(), torch.tensor(...))?"
-
-
-def _grad_call(student, name, args, kwargs, call, **options):
-    """``student.call(name, *args, **kwargs, **options)``; where it asks for gradients, a result cut off from
-    autograd is a Failure that says so (the child and nbgrader's kernel word that error differently)."""
-    try:
-        return student.call(name, *args, **kwargs, **options)
-    except StudentError as e:
-        if "grad_of" in options and e.exc_type == "RuntimeError" \
-                and re.search(r"not connected|does not require grad", e.message):
-            raise Failure(f"the result of {call} is not connected to its inputs by autograd: {DETACHED}") from None
-        raise
 
 
 def _expect_grad(grad, expected, name, call, dtype):
@@ -78,15 +41,9 @@ def _expect_scalar(value, call, what):
 
 def _expect_shape(got, expected, call, shape_hints, inputs):
     """A wrong shape that a known mistake gives (``shape_hints``: variants returning a shape) is named."""
-    if type(got) is torch.Tensor and got.shape != expected.shape:
-        for hint in shape_hints:
-            try:
-                shape = tuple(hint.variant(*inputs))
-            except Exception:  # a hint that does not apply to these inputs
-                continue
-            if tuple(got.shape) == shape:
-                raise Failure(f"{call} returned shape {list(got.shape)}; expected {list(expected.shape)}\n"
-                              f"Hint: {hint.message}")
+    message = shape_hint(got, expected, shape_hints, inputs)
+    if message:
+        raise Failure(f"{call} returned shape {list(got.shape)}; expected {list(expected.shape)}\nHint: {message}")
 
 
 # --------------------------------------------------------------------------- center_mask
@@ -144,7 +101,7 @@ def _check_center(student, ref, cases):
         inputs = [images, m, fill]
         call = describe_call("center_mask", [images, m], kwargs)
         result = student.call("center_mask", images, m, **kwargs, return_args=True)
-        masked, mask = _split(result, call, ("masked", "mask"))
+        masked, mask = expect_tuple(result, call, ("masked", "mask"))
         expected_masked, expected_mask = want(ref.center_mask, images, m, fill)
         if type(mask) is torch.Tensor and mask.dtype != torch.bool and mask.shape == expected_mask.shape:
             raise Failure(f"the mask of {call} has dtype {mask.dtype}; expected torch.bool (True on the square): "
@@ -250,7 +207,7 @@ def test_masked_mse_errors(student, ref):
         pred, target = randn((n, c, h, w), 90 + i), randn((n, c, h, w), 95 + i)
         mask = torch.zeros(n, 1, h, w, dtype=dtype)
         call = describe_call("masked_mse", [pred, target, mask], {}) + " with an empty mask"
-        _expect_value_error(student, "masked_mse", [pred, target, mask], {}, call,
+        expect_value_error(student, "masked_mse", [pred, target, mask], {}, call,
                             "the mask is empty: there is no masked value to average over, and 0 / 0 gives nan",
                             "check mask.sum() == 0 (or not mask.any()) first and raise it")
 
@@ -261,7 +218,7 @@ def test_masked_mse_gradients(student, ref):
         for j, (n, c, h, w, kind) in enumerate(((2, 3, 6, 6, "random"), (3, 2, 5, 4, "centre float"))):
             args = list(_mse_case(n, c, h, w, kind, 100 + j, dtype))
             call = describe_call("masked_mse", args, {})
-            result = _grad_call(student, "masked_mse", args, {}, call, grad_of=[0])
+            result = grad_call(student, "masked_mse", args, call, grad_of=[0])
             pred = args[0].double().requires_grad_()
             mask = args[2].double() if args[2].is_floating_point() else args[2]
             expected = torch.autograd.grad(ref.masked_mse(pred, args[1].double(), mask), pred)[0]
@@ -608,7 +565,7 @@ def test_colorization_loss_gradients(student, ref):
         for j, (n, q, h, w) in enumerate(((2, 10, 3, 4), (3, 5, 2, 2))):
             args = list(_loss_case(n, q, h, w, 420 + j, dtype))
             call = describe_call("colorization_loss", args, {})
-            result = _grad_call(student, "colorization_loss", args, {}, call, grad_of=[0])
+            result = grad_call(student, "colorization_loss", args, call, grad_of=[0])
             logits = args[0].double().requires_grad_()
             expected = torch.autograd.grad(ref.colorization_loss(logits, args[1], args[2].double()), logits)[0]
             _expect_grad(result.grads[0], expected, "logits", call, dtype)
@@ -783,8 +740,8 @@ def test_propagate_colors_gradients(student, ref):
             direction = randn((n, c, h, w), 705 + 10 * j, dtype)
             kwargs = {"temperature": T}
             call = describe_call("propagate_colors", args, kwargs)
-            result = _grad_call(student, "propagate_colors", args, kwargs, call, grad_of=[0, 1, 2],
-                                grad_output=direction)
+            result = grad_call(student, "propagate_colors", args, call, **kwargs, grad_of=[0, 1, 2],
+                               grad_output=direction)
             inputs = [x.double().requires_grad_() for x in args]
             expected = torch.autograd.grad(ref.propagate_colors(*inputs, T), inputs, direction.double())
             for i, name in enumerate(("ref_feats", "tgt_feats", "ref_colors")):
