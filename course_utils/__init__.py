@@ -6,5 +6,7 @@ views), `models` (encoders and heads), `training` (the loop), `evaluation`
 error, timing, seeding, device), `distributed` (several processes: MoCo's
 shuffling BN, SimCLR's negatives gathered across processes, `spawn`);
 per notebook: `pretext` (01: pre-training scenes, jitter, the networks and
-steps of RotNet, patch location and jigsaw), `moco` (04), `cpc` (05).
+steps of RotNet, patch location and jigsaw), `generative` (02: Lab colour, ab bins,
+masks, the encoder-decoder and the dense embedding, their steps), `moco` (04),
+`cpc` (05).
 """

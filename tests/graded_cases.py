@@ -87,6 +87,24 @@ def kit_tests(notebook, full, wrong, total=10):
             test_wrong_versions_lose_exactly_their_functions_points)
 
 
+def right_tests(notebook, full, right):
+    """The two tests of a kit test on correct submissions, for its module to take under their names: each case
+    of ``right`` (written another way) keeps ``full`` marks, and no feedback of any graded case shows a path of
+    the grading machine or names the hidden suite."""
+    @pytest.mark.parametrize("case", sorted(right))
+    def test_correct_versions_written_another_way_keep_full_marks(graded, case):
+        expect_scores(graded[case], notebook, full)
+
+    def test_no_feedback_shows_the_grading_machine(graded):
+        for case, result in graded.items():
+            for f in result.functions():
+                if f.notebook == notebook:
+                    assert "autograder" not in f.feedback and "/tmp" not in f.feedback and ".py" not in f.feedback, \
+                        (case, f.function, f.feedback)
+
+    return test_correct_versions_written_another_way_keep_full_marks, test_no_feedback_shows_the_grading_machine
+
+
 def points_of(notebook):
     """``(full, without, only)`` of ``notebook``: ``full`` is ``{function: its points}``, ``without(function,
     *checks)`` its points less those of ``checks``, ``only(function, *checks)`` the points of ``checks`` alone."""

@@ -247,6 +247,7 @@ def test_gradescope_run_two_bugs(validator, tmp_path):
 ALONE = {  # notebook: (what two_bugs loses, its total)
     "01_pretext_tasks": ({"rotate_batch": POINTS["01_pretext_tasks"]["rotate_batch"]["errors"], "shuffle_tiles": 0.0},
                          6.75),
+    "02_generative_pretext": ({"colorization_loss": 0.0, "propagate_colors": 0.0}, 6.25),
     "04_moco": ({"momentum_update": POINTS["04_moco"]["momentum_update"]["gradients"], "moco_logits": 0.0}, 5.75),
     "05_cpc": ({"cpc_infonce": 0.0, "cpc_loss": POINTS["05_cpc"]["cpc_loss"]["errors"]}, 4.25),
 }

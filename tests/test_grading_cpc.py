@@ -6,8 +6,7 @@ full marks.
 Wrong versions of *different* functions share a submission: a bug in cpc_scores or cpc_infonce
 must not cost cpc_loss, which calls them (while cpc_loss is graded, they are the reference's).
 """
-import pytest
-from graded_cases import expect_scores, graded_fixture, kit_tests, points_of, readers
+from graded_cases import graded_fixture, kit_tests, points_of, readers, right_tests
 
 NB = "05_cpc"
 FULL, _without, _only = points_of(NB)
@@ -347,9 +346,8 @@ def test_feedback_names_the_likely_mistake(graded):
     assert "expected a ValueError (t + K = 6 >= T = 6" in _feedback(w8, "cpc_loss")
 
 
-@pytest.mark.parametrize("case", sorted(RIGHT))
-def test_correct_versions_written_another_way_keep_full_marks(graded, case):
-    expect_scores(graded[case], NB, FULL)
+test_correct_versions_written_another_way_keep_full_marks, test_no_feedback_shows_the_grading_machine = \
+    right_tests(NB, FULL, RIGHT)
 
 
 def test_the_speed_check_times_both_loops(graded):

@@ -7,7 +7,7 @@ Wrong versions of *different* functions share a submission: a bug in moco_logits
 moco_loss, which calls it (while moco_loss is graded, moco_logits is the reference's).
 """
 import pytest
-from graded_cases import graded_fixture, kit_tests, points_of, readers
+from graded_cases import graded_fixture, kit_tests, points_of, readers, right_tests
 
 from autograder.grading.points import POINTS
 
@@ -434,10 +434,8 @@ def test_feedback_names_the_likely_mistake(graded):
         assert "no broadcast" in _feedback(graded["wrong_broadcast"], "moco_logits")
 
 
-@pytest.mark.parametrize("case", ["right_1", "right_2", "right_3"])
-def test_correct_versions_written_another_way_keep_full_marks(graded, case):
-    assert _scores(graded[case]) == FULL, {f.function: f.feedback for f in graded[case].functions()
-                                           if f.notebook == NB}
+test_correct_versions_written_another_way_keep_full_marks, test_no_feedback_shows_the_grading_machine = \
+    right_tests(NB, FULL, RIGHT)
 
 
 def test_normalising_again_inside_moco_logits_keeps_the_values_and_gradient_points(graded):

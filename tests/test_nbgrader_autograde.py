@@ -49,8 +49,8 @@ from autograder.frontends.nbgrader_kernel import choose_kernel_isolation  # noqa
 REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "self_supervised"
 NB = "03_simclr"
-PRETEXT, MOCO, CPC = "01_pretext_tasks", "04_moco", "05_cpc"  # graded the same way: the plain examples hand them
-ALSO = (PRETEXT, MOCO, CPC)                                      # in too (not the hostile ones)
+PRETEXT, GENERATIVE, MOCO, CPC = "01_pretext_tasks", "02_generative_pretext", "04_moco", "05_cpc"  # graded the
+ALSO = (PRETEXT, GENERATIVE, MOCO, CPC)           # same way: the plain examples hand them in too (not the hostile ones)
 STUDENTS = ("reference", "starter", "two_bugs", "patcher", "reader")
 LOCAL = ("reference", "starter", "two_bugs")
 NBGRADER_TIMEOUT = 900  # seconds for one nbgrader command (five notebooks); it normally takes two minutes
@@ -229,6 +229,12 @@ ALSO_EXPECTED = {
         "starter": {f: 0.0 for f in graded_functions(PRETEXT)},
         "two_bugs": {**_full(PRETEXT),  # clockwise rotations, the inverse permutation
                      "rotate_batch": POINTS[PRETEXT]["rotate_batch"]["errors"], "shuffle_tiles": 0.0},
+    },
+    GENERATIVE: {
+        "reference": _full(GENERATIVE),
+        "starter": {f: 0.0 for f in graded_functions(GENERATIVE)},
+        "two_bugs": {**_full(GENERATIVE),  # F.cross_entropy's weight=, the softmax over the target positions
+                     "colorization_loss": 0.0, "propagate_colors": 0.0},
     },
     MOCO: {
         "reference": _full(MOCO),

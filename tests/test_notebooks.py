@@ -217,3 +217,35 @@ def test_pretext_release_runs_and_says_what_is_missing():
     _expect_release_says_what_is_missing("01_pretext_tasks", "Training needs rotate_batch",
                                          ["neighbors = patches[:, [0, 1, 2, 3, 5, 6, 7, 8]].flatten(0, 1)",
                                           "min_distance = torch.minimum(min_distance, (candidates != candidates[best]).sum(1))"])
+
+
+GENERATIVE_FUNCTIONS = ["center_mask", "masked_mse", "encode_ab", "rebalance_weights", "colorization_loss",
+                        "annealed_mean", "propagate_colors"]
+GENERATIVE_METHODS = ("inpainting", "colorization", "video colorization")
+
+
+@pytest.fixture(scope="module")
+def generative_run():
+    return execute(SOLUTIONS / "02_generative_pretext.ipynb", fast=True, timeout=300)
+
+
+def test_generative_notebook_runs_clean_in_fast_mode_and_reports_each_methods_probe(generative_run):
+    _expect_clean(generative_run)
+    out = generative_run.output()
+    _expect_full_marks_printed(out, "02_generative_pretext", GENERATIVE_FUNCTIONS)
+    for name in GENERATIVE_FUNCTIONS:
+        assert f"{name} OK" in out, f"the public check of {name} did not pass"
+    assert "257 in-gamut bins of the 529" in out                       # the figure the text quotes
+    assert re.search(r"RGB -> Lab -> RGB error at most \d\.\de-0[5-9]", out), out
+    for row in ("colour accuracy, frames 1-7", "frame 0 copied in place", "mask IoU", "frame 0's mask kept in place"):
+        assert row in out, row
+    # pictures: data (2), masks, loss, fills, Lab, bins, loss, colours (2), clip, IoU, masks, bars
+    assert sum(c.figures for c in generative_run.cells) >= 13
+    _probe_gains(out, GENERATIVE_METHODS)  # the SPEC's line per method (fast mode trains too briefly to judge the gains)
+    assert generative_run.seconds < 90
+
+
+def test_generative_release_runs_and_says_what_is_missing():
+    _expect_release_says_what_is_missing("02_generative_pretext", "Training needs center_mask and masked_mse",
+                                         ["distances = ((points - centers) ** 2).sum(-1)",
+                                          "attention = torch.softmax(tgt @ ref / temperature, dim=-1)"])

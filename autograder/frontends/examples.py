@@ -61,6 +61,24 @@ def compute_sim_matrix(out):
 ''',
 }
 
+# Two classic mistakes of colorization and video colorization: the rebalanced loss through F.cross_entropy's
+# weight= (its mean divides by the sum of the targets' weights, not by the number of pixels), and the attention's
+# softmax over the target positions instead of the reference positions.
+BUGGY_GENERATIVE = {
+    "colorization_loss": '''
+def colorization_loss(logits, targets, weights):
+    return F.cross_entropy(logits, targets, weight=weights)
+''',
+    "propagate_colors": '''
+def propagate_colors(ref_feats, tgt_feats, ref_colors, temperature=1.0):
+    N, D, H, W = tgt_feats.shape
+    scores = tgt_feats.flatten(2).transpose(1, 2) @ ref_feats.flatten(2) / temperature   # [N, HW_tgt, HW_ref]
+    attention = torch.softmax(scores, dim=1)
+    out = attention @ ref_colors.flatten(2).transpose(1, 2)
+    return out.transpose(1, 2).reshape(N, -1, H, W)
+''',
+}
+
 # Two classic mistakes of MoCo: the momentum update reversed (the key encoder follows the query encoder
 # almost at once), and the positive logit put after the negatives instead of at index 0.
 BUGGY_MOCO = {
@@ -98,9 +116,11 @@ def cpc_loss(z_seq, c_seq, W, t):
 }
 
 EXAMPLES: dict[str, dict[str, Mapping[str, str | None] | None]] = {
-    "reference": {"01_pretext_tasks": {}, "03_simclr": {}, "04_moco": {}, "05_cpc": {}},
-    "starter": {"01_pretext_tasks": None, "03_simclr": None, "04_moco": None, "05_cpc": None},
-    "two_bugs": {"01_pretext_tasks": BUGGY_PRETEXT, "03_simclr": BUGGY_SIMCLR, "04_moco": BUGGY_MOCO, "05_cpc": BUGGY_CPC},
+    "reference": {"01_pretext_tasks": {}, "02_generative_pretext": {}, "03_simclr": {}, "04_moco": {}, "05_cpc": {}},
+    "starter": {"01_pretext_tasks": None, "02_generative_pretext": None, "03_simclr": None, "04_moco": None,
+                "05_cpc": None},
+    "two_bugs": {"01_pretext_tasks": BUGGY_PRETEXT, "02_generative_pretext": BUGGY_GENERATIVE, "03_simclr": BUGGY_SIMCLR,
+                 "04_moco": BUGGY_MOCO, "05_cpc": BUGGY_CPC},
 }
 
 

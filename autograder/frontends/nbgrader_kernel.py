@@ -81,6 +81,7 @@ def _bundled_data_ready() -> None:
 
     for split in ("train", "test"):
         bundled.load_synthetic(split)
+        bundled.load_synthetic_videos(split)  # 02_generative_pretext's clips
 
 
 class SandboxedKernelManager(AsyncKernelManager):

@@ -4,7 +4,8 @@
 - ``reference``: the reference solutions, extracted from ``solutions/``;
 - ``points``: every check's points and which graded functions each may call;
 - ``checks``: what the hidden suites are written with (`graded`, `Failure`,
-  `expect_tensor`, `Hint`, `expect_vectorized`);
+  `expect_tensor`, `Hint`, `expect_vectorized`, `expect_value_error`,
+  `grad_call`);
 - ``students``: how a check calls the student's code (`RemoteStudent` in a
   child process, `LocalStudent` in an nbgrader kernel);
 - ``runner``: runs a suite's checks and scores them (`run_checks`);

@@ -16,12 +16,14 @@ times the student's function against the reference and a loop in one run.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
+from ..isolation.student_process import StudentError
 from .points import POINTS
 from .students import Student, describe, describe_call  # noqa: F401 (the suites import them from here)
 
@@ -102,6 +104,59 @@ def _difference(got: torch.Tensor, want: torch.Tensor) -> str:
     idx = tuple(int(i) for i in torch.unravel_index(err.argmax(), err.shape))
     return (f"largest difference {err.max().item():.3g} at index {list(idx)}: "
             f"got {g[idx].item():.6g}, expected {w[idx].item():.6g}")
+
+
+def shape_hint(got: Any, want: torch.Tensor, shape_hints: Sequence[Hint], inputs: Sequence[Any]) -> str | None:
+    """The message of the first of ``shape_hints`` (known mistakes whose ``variant(*inputs)`` returns the shape
+    they give) that explains the wrong shape of ``got``; None if the shape is right or none explains it."""
+    if type(got) is not torch.Tensor or got.shape == want.shape:
+        return None
+    for hint in shape_hints:
+        try:
+            shape = tuple(hint.variant(*inputs))
+        except Exception:  # a hint that does not apply to these inputs
+            continue
+        if tuple(got.shape) == shape:
+            return hint.message
+    return None
+
+
+def expect_tuple(result: Any, call: str, names: Sequence[str]) -> Sequence[Any]:
+    """The elements of a call's tuple result (``result.value``), checked for their number."""
+    value = result.value
+    if not (isinstance(value, (list, tuple)) and len(value) == len(names)):
+        raise Failure(f"{call} returned {describe(value)}; expected a tuple ({', '.join(names)})")
+    return value
+
+
+def expect_value_error(student: Student, name: str, args: Sequence[Any], kwargs: Mapping[str, Any], call: str,
+                       why: str, fix: str) -> None:
+    """``name(*args, **kwargs)`` must raise a ValueError (``why``: what is wrong with the arguments; ``fix``: what
+    the student should do)."""
+    try:
+        student.call(name, *args, **kwargs)
+    except StudentError as e:
+        if e.exc_type == "ValueError":
+            return
+        if e.exc_type == "NotImplementedError" or e.kind != "exception":
+            raise  # the runner says it is not implemented yet, or that it did not finish
+        raise Failure(f"{call} raised {e.message}; expected a ValueError ({why}): {fix}") from None
+    raise Failure(f"{call} did not raise; expected a ValueError ({why}): {fix}")
+
+
+DETACHED = "is it computed from a detached copy (.detach(), .item(), .numpy(), torch.tensor(...))?"
+
+
+def grad_call(student: Student, name: str, args: Sequence[Any], call: str, **options: Any) -> Any:
+    """``student.call(name, *args, **options)``; where it asks for gradients (``grad_of``), a result cut off from
+    autograd is a Failure that says so (the child and nbgrader's kernel word that error differently)."""
+    try:
+        return student.call(name, *args, **options)
+    except StudentError as e:
+        if "grad_of" in options and e.exc_type == "RuntimeError" \
+                and re.search(r"not connected|does not require grad", e.message):
+            raise Failure(f"the result of {call} is not connected to its inputs by autograd: {DETACHED}") from None
+        raise
 
 
 def expect_unchanged(before: Sequence[torch.Tensor], after: Mapping[Any, Any] | None, *, call: str) -> None:

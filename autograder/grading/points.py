@@ -9,7 +9,8 @@ compares them). Check names:
   modified, and float64 computed in float64;
 - ``edge_cases``: the same on the degenerate sizes (N = 1, D = 1): a
   function right on ordinary inputs and wrong only there loses this small
-  share, not its values points;
+  share, not its values points; also the limits of a parameter (a mask as
+  large as the image, a temperature near 0, a single bin);
 - ``gradients``: gradients against the reference's;
 - ``errors``: the SPEC's invalid arguments raise ``ValueError``;
 - ``gradients`` also covers what must stay out of autograd: no gradient into
@@ -38,6 +39,15 @@ POINTS: dict[str, dict[str, dict[str, float]]] = {
                                  "vectorized": 0.25},
         "tile_images": {"values": 1, "edge_cases": 0.25, "errors": 0.25},
         "shuffle_tiles": {"values": 1.25, "vectorized": 0.5},
+    },
+    "02_generative_pretext": {
+        "center_mask": {"values": 0.75, "edge_cases": 0.25},
+        "masked_mse": {"values": 0.75, "errors": 0.25, "gradients": 0.25},
+        "encode_ab": {"values": 1, "vectorized": 0.5},
+        "rebalance_weights": {"values": 1, "edge_cases": 0.25},
+        "colorization_loss": {"values": 1, "gradients": 0.5},
+        "annealed_mean": {"values": 1, "edge_cases": 0.25},
+        "propagate_colors": {"values": 1.25, "edge_cases": 0.25, "gradients": 0.25, "vectorized": 0.5},
     },
     "03_simclr": {
         "compute_train_transform": {"values": 1, "randomness": 1},

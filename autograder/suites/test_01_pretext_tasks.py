@@ -19,8 +19,8 @@ import math
 import time
 
 import torch
-from autograder.grading.checks import (Failure, Hint, describe, describe_call, expect_tensor, expect_unchanged,
-                                       expect_vectorized, graded)
+from autograder.grading.checks import (Failure, Hint, describe, describe_call, expect_tensor, expect_tuple,
+                                       expect_unchanged, expect_value_error, expect_vectorized, graded, shape_hint)
 from autograder.isolation.specs import generator_spec
 from autograder.isolation.student_process import StudentError
 from autograder.suites.common import randn, want
@@ -29,28 +29,15 @@ NB = "01_pretext_tasks"
 EXACT = dict(rtol=0.0, atol=0.0)  # the outputs are copies of input pixels
 
 
-def _split(result, call, names):
-    """The elements of a tuple result, checked for their number."""
-    value = result.value
-    if not (isinstance(value, (list, tuple)) and len(value) == len(names)):
-        raise Failure(f"{call} returned {describe(value)}; expected a tuple ({', '.join(names)})")
-    return value
-
-
 def _expect(got, expected, *, call, hints=(), inputs=(), shape_hints=()):
     """`expect_tensor`, exact; a wrong shape that a known mistake gives (``shape_hints``: variants returning a
     shape) is named too."""
     try:
         expect_tensor(got, expected, call=call, hints=hints, inputs=inputs, **EXACT)
     except Failure as e:
-        if type(got) is torch.Tensor and got.shape != expected.shape:
-            for hint in shape_hints:
-                try:
-                    shape = tuple(hint.variant(*inputs))
-                except Exception:  # a hint that does not apply to these inputs
-                    continue
-                if tuple(got.shape) == shape:
-                    raise Failure(f"{e}\nHint: {hint.message}") from None
+        message = shape_hint(got, expected, shape_hints, inputs)
+        if message:
+            raise Failure(f"{e}\nHint: {message}") from None
         raise
 
 
@@ -60,19 +47,6 @@ def _expect_labels(labels, expected, *, call, hints=(), inputs=(), shape_hints=(
         raise Failure(f"the labels of {call} have dtype {labels.dtype}; expected torch.int64 (torch.long): they are "
                       "cross-entropy's targets, class indices (torch.arange(...) is long; do not make them float)")
     _expect(labels, expected, call=f"the labels of {call}", hints=hints, inputs=inputs, shape_hints=shape_hints)
-
-
-def _expect_value_error(student, name, args, kwargs, call, why, fix):
-    """``name(*args, **kwargs)`` must raise a ValueError (``why``: what is wrong with the arguments)."""
-    try:
-        student.call(name, *args, **kwargs)
-    except StudentError as e:
-        if e.exc_type == "ValueError":
-            return
-        if e.exc_type == "NotImplementedError" or e.kind != "exception":
-            raise  # the runner says it is not implemented yet, or that it did not finish
-        raise Failure(f"{call} raised {e.message}; expected a ValueError ({why}): {fix}") from None
-    raise Failure(f"{call} did not raise; expected a ValueError ({why}): {fix}")
 
 
 # --------------------------------------------------------------------------- rotate_batch
@@ -115,7 +89,7 @@ def _check_rotate(student, ref, cases):
             if c != h and e.exc_type == "RuntimeError" and "size" in e.message.lower():
                 raise Failure(f"{call} raised {e.message}\nHint: {ROTATE_DIMS}") from None
             raise
-        rotated, labels = _split(result, call, ("rotated", "labels"))
+        rotated, labels = expect_tuple(result, call, ("rotated", "labels"))
         expected_rotated, expected_labels = want(ref.rotate_batch, images)
         _expect(rotated, expected_rotated, call=f"the rotated images of {call}", hints=ROTATE_HINTS, inputs=[images])
         _expect_labels(labels, expected_labels, call=call, hints=[LABEL_ORDER], inputs=[images])
@@ -142,7 +116,7 @@ def test_rotate_batch_edge_cases(student, ref):
 def test_rotate_batch_errors(student, ref):
     for i, (n, c, h, w) in enumerate(((1, 3, 4, 5), (2, 1, 6, 3), (3, 2, 2, 1))):
         images = randn((n, c, h, w), 30 + i)
-        _expect_value_error(student, "rotate_batch", [images], {}, describe_call("rotate_batch", [images], {}),
+        expect_value_error(student, "rotate_batch", [images], {}, describe_call("rotate_batch", [images], {}),
                             f"the images are {h}x{w}, not square: rotating by 90 degrees would change their shape",
                             "check H == W before rotating")
 
@@ -244,7 +218,7 @@ def _check_context(student, ref, cases):
         args = [images, p, gap]
         call = describe_call("context_pairs", [images], {"patch_size": p, "gap": gap})
         result = student.call("context_pairs", images, p, gap, return_args=True)
-        centers, neighbors, labels = _split(result, call, ("centers", "neighbors", "labels"))
+        centers, neighbors, labels = expect_tuple(result, call, ("centers", "neighbors", "labels"))
         expected = want(ref.context_pairs, *args)
         _expect(neighbors, expected[1], call=f"the neighbours of {call}", hints=NEIGHBOR_HINTS, inputs=args,
                 shape_hints=NEIGHBOR_SHAPES)
@@ -281,7 +255,7 @@ def test_context_pairs_errors(student, ref):
         s = 3 * p + 2 * gap
         call = describe_call("context_pairs", [images], {"patch_size": p, "gap": gap})
         too = " and ".join(what for what, size in (("H", h), ("W", w)) if s > size)
-        _expect_value_error(student, "context_pairs", [images, p, gap], {}, call,
+        expect_value_error(student, "context_pairs", [images, p, gap], {}, call,
                             f"the grid spans S = 3*{p} + 2*{gap} = {s} pixels, more than {too} of the {h}x{w} "
                             "images", "raise it when S > H or S > W, before cutting patches")
 
@@ -439,7 +413,7 @@ def test_hamming_permutations_errors(student, ref):
         kwargs = {} if T is None else {"num_tiles": T}
         tiles = 9 if T is None else T
         call = describe_call("hamming_permutations", [P], kwargs)
-        _expect_value_error(student, "hamming_permutations", [P], kwargs, call,
+        expect_value_error(student, "hamming_permutations", [P], kwargs, call,
                             f"{tiles} tiles have only {tiles}! = {math.factorial(tiles)} permutations",
                             "check num_permutations <= math.factorial(num_tiles) first")
 
@@ -614,7 +588,7 @@ def test_tile_images_errors(student, ref):
         images = randn((2, 3, h, w), 120 + i)
         call = describe_call("tile_images", [images], {"grid": grid})
         which = " and ".join(f"{name} = {size}" for name, size in (("H", h), ("W", w)) if size % grid)
-        _expect_value_error(student, "tile_images", [images, grid], {}, call,
+        expect_value_error(student, "tile_images", [images, grid], {}, call,
                             f"{which} cannot be cut into {grid} equal parts", "check both H % grid and W % grid")
 
 

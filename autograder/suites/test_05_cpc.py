@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 
 import torch
-from autograder.grading.checks import (Failure, Hint, describe_call, expect_tensor, expect_unchanged,
-                                       expect_vectorized, graded)
+from autograder.grading.checks import (DETACHED, Failure, Hint, describe_call, expect_tensor, expect_unchanged,
+                                       expect_vectorized, grad_call, graded)
 from autograder.isolation.student_process import StudentError
 from autograder.suites.common import randn, tol, want
 
@@ -21,21 +21,6 @@ NB = "05_cpc"
 
 def _double(*tensors):
     return [t.double() for t in tensors]
-
-
-DETACHED = "is it computed from a detached copy (.detach(), .item(), .numpy(), torch.tensor(...))?"
-
-
-def _grad_call(student, name, args, call, **options):
-    """``student.call(name, *args, **options)``; where it asks for gradients, a result cut off from autograd is a
-    Failure that says so (the child and nbgrader's kernel word that error differently)."""
-    try:
-        return student.call(name, *args, **options)
-    except StudentError as e:
-        if "grad_of" in options and e.exc_type == "RuntimeError" \
-                and re.search(r"not connected|does not require grad", e.message):
-            raise Failure(f"the result of {call} is not connected to its inputs by autograd: {DETACHED}") from None
-        raise
 
 
 def _expect_grad(grad, expected, name, call, dtype):
@@ -77,7 +62,7 @@ def _call_scores(student, z, c, W, **options):
     """cpc_scores on ``z, c, W``; a shape error, where Dz != Dc, is W applied on the wrong side."""
     call = describe_call("cpc_scores", [z, c, W], {})
     try:
-        return _grad_call(student, "cpc_scores", [z, c, W], call, **options)
+        return grad_call(student, "cpc_scores", [z, c, W], call, **options)
     except StudentError as e:
         if z.shape[1] != c.shape[1] and e.exc_type == "RuntimeError" and re.search(r"shape|size|dimension", e.message):
             raise Failure(f"{call} raised {e.message}\nHint: {W_SHAPE}") from None
@@ -208,7 +193,7 @@ STABLE = ("use torch.log_softmax, torch.logsumexp or F.cross_entropy: with large
 
 def _call_infonce(student, s, **options):
     call = describe_call("cpc_infonce", [s], {})
-    result = _grad_call(student, "cpc_infonce", [s], call, **options)
+    result = grad_call(student, "cpc_infonce", [s], call, **options)
     if type(result.value) is torch.Tensor and result.value.dim() != 0:
         raise Failure(f"{call} returned shape {list(result.value.shape)}; expected a 0-dim tensor (the mean over "
                       "the rows)")
@@ -317,7 +302,7 @@ def _call_loss(student, z, c, W, t, **options):
     """cpc_loss on valid inputs: an IndexError is an index past W or past the sequence."""
     call = describe_call("cpc_loss", [z, c, W], {"t": t})
     try:
-        result = _grad_call(student, "cpc_loss", [z, c, W, t], call, **options)
+        result = grad_call(student, "cpc_loss", [z, c, W, t], call, **options)
     except StudentError as e:
         if e.exc_type == "IndexError":
             hint = W_INDEX if "dimension 0" in e.message else FUTURE_INDEX

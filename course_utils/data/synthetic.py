@@ -260,7 +260,7 @@ def make_images(num_images: int, seed: int = 0, *, hue_bias: float = 0.6, chunk:
     return out, labels.astype(np.int64)
 
 
-def make_videos(num_videos: int, num_frames: int = 8, seed: int = 0, *, num_objects: int = 2):
+def make_videos(num_videos: int, num_frames: int = 8, seed: int = 0, *, num_objects: int = 2, with_masks: bool = False):
     """Short clips of objects gliding over a still background; colours persist.
 
     Each clip draws its background and ``num_objects`` objects once (class,
@@ -269,7 +269,10 @@ def make_videos(num_videos: int, num_frames: int = 8, seed: int = 0, *, num_obje
 
     Returns:
         ``(videos, labels)``: uint8 ``[num_videos, num_frames, 32, 32, 3]``
-        and int64 ``[num_videos, num_objects]`` (the class of each object).
+        and int64 ``[num_videos, num_objects]`` (the class of each object);
+        with ``with_masks``, also bool ``[num_videos, num_frames, num_objects, 32, 32]``: the visible pixels
+        of each object (where drawing it changed the frame and no later object covers it). The draws do not
+        depend on ``with_masks``.
     """
     if num_frames < 2:
         raise ValueError(f"num_frames must be >= 2, got {num_frames}")
@@ -278,6 +281,7 @@ def make_videos(num_videos: int, num_frames: int = 8, seed: int = 0, *, num_obje
     yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) + 0.5
     background = _background(num_videos, xx[None], yy[None], rng.uniform(18, 27, num_videos).astype(np.float32), rng)
     frames = np.repeat(background[:, None], num_frames, axis=1)  # [V, T, H, W, 3]
+    masks = np.zeros((num_videos, num_frames, num_objects, SIZE, SIZE), dtype=bool) if with_masks else None
     for o in range(num_objects):
         radius = rng.uniform(4.5, 7.0, num_videos).astype(np.float32)
         pos = rng.uniform(8, SIZE - 8, (num_videos, 2))
@@ -291,6 +295,11 @@ def make_videos(num_videos: int, num_frames: int = 8, seed: int = 0, *, num_obje
             imgs, _ = render_scenes(labels[:, o], np.random.default_rng(appearance_seed),
                                     cx=p[:, 0].astype(np.float32), cy=p[:, 1].astype(np.float32),
                                     radius=radius, background=frames[:, t])
+            if with_masks:
+                drawn = np.abs(imgs - frames[:, t]).max(-1) > 0.05  # [V, H, W]
+                masks[:, t, :o] &= ~drawn[:, None]
+                masks[:, t, o] = drawn
             frames[:, t] = imgs
     noise_rng = np.random.default_rng(rng.integers(2**63))
-    return _to_uint8(frames, noise_rng), labels.astype(np.int64)
+    videos = _to_uint8(frames, noise_rng)
+    return (videos, labels.astype(np.int64), masks) if with_masks else (videos, labels.astype(np.int64))
