@@ -205,7 +205,9 @@ def expect_vectorized(student: Student, name: str, args: Sequence[Any], *, refer
     loop over the rows sits near 1. The suites' sizes keep the limit several
     times the channel's noise (about 0.3 ms on a 2-core machine). A function
     that returns a tuple of tensors (e.g. logits and labels) is compared
-    element by element. ``advice`` replaces the failure's generic advice.
+    element by element. A time over the limit is measured once more before the
+    check fails (load on a shared machine comes in bursts; a loop stays slow).
+    ``advice`` replaces the failure's generic advice.
     ``fresh(args, seed)`` makes the new inputs (default `fresh_inputs`), for
     functions whose inputs must have a form (e.g. unit rows). Returns the
     figures (for the staff).
@@ -228,9 +230,7 @@ def expect_vectorized(student: Student, name: str, args: Sequence[Any], *, refer
     def on_device(a: Sequence[Any]) -> list[Any]:
         return [x.to(device) if type(x) is torch.Tensor else x for x in a]
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    def measure() -> tuple[float, ...]:
         t_s, t_r, t_l, t_o = [], [], [], []
         for r in range(rounds):
             batch = [(fresh or fresh_inputs)(args, 1000 * (r + 1) + k) for k in range(repeats + 1)]  # 1st: warm-up
@@ -249,11 +249,17 @@ def expect_vectorized(student: Student, name: str, args: Sequence[Any], *, refer
                 if k:
                     own.append(seconds)
             t_s.append(min(own))  # the floor: the channel's latency has a long tail, the code's cost does not
+        ts, tr, tl, overhead = (_median(t) for t in (t_s, t_r, t_l, t_o))
+        return max(ts - overhead, 0.0), tr, tl, overhead, tr * (tl / tr) ** closeness if tl > tr else 2 * tr
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ts, tr, tl, overhead, limit = measure()
+        if ts > limit:  # measured again before failing: a burst of load on a shared machine passes, a loop does not
+            ts, tr, tl, overhead, limit = measure()
     finally:
         torch.set_num_threads(threads)
-    ts, tr, tl, overhead = (_median(t) for t in (t_s, t_r, t_l, t_o))
-    ts = max(ts - overhead, 0.0)
-    limit = tr * (tl / tr) ** closeness if tl > tr else 2 * tr
     figures = (f"yours {ts * 1e3:.3g} ms, reference {tr * 1e3:.3g} ms, a loop over the rows {tl * 1e3:.3g} ms, "
                f"limit {limit * 1e3:.3g} ms (the channel's {overhead * 1e3:.3g} ms left out; on the {device.type})")
     if ts > limit:
