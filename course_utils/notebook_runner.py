@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,12 +53,17 @@ class NotebookRun:
 
 
 def execute(path: str | Path, *, fast: bool = True, timeout: int = 600, env: dict[str, str] | None = None,
-            save_to: str | Path | None = None) -> NotebookRun:
+            save_to: str | Path | None = None, interrupt_on_timeout: bool = False,
+            kernel_manager_class: type = AsyncKernelManager, quiet: bool = False) -> NotebookRun:
     """Run every cell of ``path`` (errors are recorded, not raised) and collect the outputs.
 
     The kernel starts in the notebook's folder with the repository on
     ``PYTHONPATH``, talking over IPC sockets; ``fast`` sets ``SSL_KIT_FAST=1``
-    for it.
+    for it. A cell over ``timeout`` seconds stops the run, or, with
+    ``interrupt_on_timeout``, is interrupted (a ``KeyboardInterrupt`` error)
+    and the next cell runs. ``kernel_manager_class`` starts the kernel (the
+    self-check's is confined); ``quiet`` sends the kernel's own messages
+    (its start-up banner) to /dev/null.
     """
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
@@ -71,11 +77,12 @@ def execute(path: str | Path, *, fast: bool = True, timeout: int = 600, env: dic
         # network interface, and the kernel has no reason to warn about unencrypted TCP.
         # The socket paths must be absolute: the kernel runs in the notebook's folder, this process elsewhere.
         with tempfile.TemporaryDirectory(prefix="kernel-") as sockets:
-            km = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "ipc"))
+            km = kernel_manager_class(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "ipc"))
             client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=True,
+                                    interrupt_on_timeout=interrupt_on_timeout,
                                     resources={"metadata": {"path": str(path.parent)}})
             try:
-                client.execute()
+                client.execute(**({"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL} if quiet else {}))
             finally:  # nbclient leaves a kernel it was given running
                 if run_sync(km.is_alive)():
                     run_sync(km.shutdown_kernel)(now=True)

@@ -90,15 +90,19 @@ class SandboxedKernelManager(AsyncKernelManager):
     The kernel talks over Unix sockets in a folder of its own (``ipc``
     transport), so that it needs no network; it is interrupted by message
     (a signal would reach the sandbox's launcher, not the kernel).
+    ``requested_level`` is the isolation level asked for (``None``:
+    `sandbox.default_level`); the students' self-check asks for ``trusted``.
     """
+
+    requested_level: str | None = None
 
     def __init__(self, **kwargs):
         self._sockets = tempfile.mkdtemp(prefix="ssl-kit-kernel-")
-        kwargs.setdefault("transport", "ipc")
-        kwargs.setdefault("ip", os.path.join(self._sockets, "kernel"))
-        kwargs.setdefault("connection_file", os.path.join(self._sockets, "connection.json"))
+        # always its own sockets (whatever a caller asks for): the sandbox binds only this folder writable
+        kwargs.update(transport="ipc", ip=os.path.join(self._sockets, "kernel"),
+                      connection_file=os.path.join(self._sockets, "connection.json"))
         super().__init__(**kwargs)
-        self.isolation_level, self.isolation_reason = choose_kernel_isolation()
+        self.isolation_level, self.isolation_reason = choose_kernel_isolation(self.requested_level)
         if self.isolation_level != "plain":
             self.log.info("autograde kernel isolation: %s (%s)", self.isolation_level, self.isolation_reason)
         else:
@@ -115,7 +119,9 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self.isolation_level == "plain":
             return await super()._async_launch_kernel(kernel_cmd, **kw)
         env = {k: v for k, v in (kw.pop("env", None) or os.environ).items()
-               if k in KERNEL_ENV or k.startswith(("SSL_KIT_", "NBGRADER_", "JPY_"))}
+               if k in KERNEL_ENV or k.startswith(("SSL_KIT_", "NBGRADER_", "JPY_")) and k != "JPY_PARENT_PID"}
+        # (a JPY_PARENT_PID inherited from a kernel that starts this one, e.g. a notebook's self-check, names
+        # a process that is not this kernel's parent, and ipykernel would shut down at once)
         env.update(HOME="/tmp", MPLCONFIGDIR="/tmp/matplotlib", PYTHONDONTWRITEBYTECODE="1")
         cwd = os.path.realpath(kw.pop("cwd", None) or os.getcwd())
         drop_to = sandbox.sandbox_ids() if os.geteuid() == 0 else None
