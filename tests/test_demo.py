@@ -2,11 +2,14 @@
 
 A stand-in ``bwrap`` that fails as a container's would ("No permissions to
 create new namespace") comes first on ``PATH``. The demo must still grade
-the three bundled examples, with the strongest level that works, say which
-and why in one line, and print all three tables; grading a student's
+every bundled example as a class (here on 03_simclr alone), with the strongest
+level that works, say which and why in one line, write the CSV, the results
+and the class report, and print the scores and the class summary, each
+example losing exactly its own functions' points; grading a student's
 submission the default way must still refuse a plain process as root, saying
 what to install or which flag to pass.
 """
+import csv
 import json
 import os
 import subprocess
@@ -18,7 +21,6 @@ from autograder.frontends.examples import EXAMPLES, make_submission
 from autograder.grading.points import POINTS
 
 NB = "03_simclr"
-TOTAL = sum(sum(checks.values()) for table in POINTS.values() for checks in table.values())  # every notebook
 FAILING_BWRAP = """#!/bin/sh
 echo "bwrap: No permissions to create new namespace, likely because the kernel does not allow non-privileged user namespaces" >&2
 exit 1
@@ -37,25 +39,40 @@ def broken_bwrap_env(tmp_path):
 
 
 def test_the_demo_grades_its_examples_when_bubblewrap_cannot_start(broken_bwrap_env, tmp_path):
-    out = tmp_path / "examples"
-    proc = subprocess.run([sys.executable, "-m", "autograder", "demo", str(out)], env=broken_bwrap_env,
-                          capture_output=True, text=True, timeout=600)
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "autograder", "demo", str(out), "--notebooks", NB],
+                          env=broken_bwrap_env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    said = [line for line in lines if line.startswith("grading the kit's example submissions (trusted code)")]
+    said = [line for line in lines if line.startswith(f"grading the kit's {len(EXAMPLES)} example submissions")]
     assert len(said) == 1, proc.stdout
     assert "isolation level bubblewrap" not in said[0]
     assert "cannot create namespaces here (bwrap: No permissions to create new namespace" in said[0], said[0]
-    expected = {"reference": TOTAL, "starter": 0}
+    with open(out / "grades.csv", newline="") as f:
+        rows = {r["submission"]: r for r in csv.DictReader(f)}
+    assert list(rows) == sorted(EXAMPLES)
+    total = sum(sum(checks.values()) for checks in POINTS[NB].values())
+    scores = {name: float(r["score"]) for name, r in rows.items()}
+    assert scores["reference"] == total and scores["starter"] == 0, scores
+    assert all(0 < scores[name] < total for name in EXAMPLES if name not in ("reference", "starter")), scores
+    # each example loses exactly its own functions' points, the hostile one too
+    for name in ("two_bugs", "typical", "hostile"):
+        lost = {f for f in POINTS[NB] if float(rows[name][f"{NB}.{f}"]) < sum(POINTS[NB][f].values())}
+        assert lost == set(EXAMPLES[name][NB]), (name, lost)
+    assert float(rows["loops"][f"{NB}.compute_sim_matrix"]) == sum(POINTS[NB]["compute_sim_matrix"].values()) \
+        - POINTS[NB]["compute_sim_matrix"]["vectorized"]
     for name in EXAMPLES:
-        assert any(line.startswith(f"example submission '{name}'") for line in lines), name
-        data = json.loads((out / name / "results.json").read_text())
-        if name in expected:
-            assert data["score"] == expected[name], (name, data["score"])
-        else:
-            assert 0 < data["score"] < TOTAL, (name, data["score"])
+        data = json.loads((out / "results" / f"{name}.json").read_text())
+        assert data["score"] == scores[name]
         assert "bubblewrap sandbox" not in data["extra_data"]["isolation"]
-    assert sum(line.startswith("total") for line in lines) == len(EXAMPLES)  # three score tables
+    # the per-submission table, the class summary and its report
+    assert any(line.startswith("reference") and line.endswith(f"{total:g}/{total:g}") for line in lines), proc.stdout
+    assert f"class summary: {len(EXAMPLES)} graded, 0 could not be graded" in proc.stdout
+    assert "most frequent mistakes (submissions):" in proc.stdout
+    assert "you have raw dot products" in proc.stdout  # two_bugs' compute_sim_matrix, by its hint
+    assert "stopped the Python process (sys.exit, os._exit or a crash)" in proc.stdout  # the hostile sim
+    for name in ("report.html", "report.md", "histogram.png", "full_marks.png"):
+        assert (out / "report" / name).stat().st_size > 0, name
 
 
 def test_grading_a_submission_as_root_without_a_sandbox_still_refuses(broken_bwrap_env, tmp_path):

@@ -12,9 +12,14 @@
   ``nbgrader_setup``: the kit's nbgrader configuration; ``nbgrader_course``:
   ``python -m autograder nbgrader-course DIR``;
 - ``gradebook``: a folder of submissions graded into one CSV;
+- ``summary``: the class summary of a gradebook, and its report (charts, Markdown, HTML);
 - ``report``: the per-function table for the terminal;
+- ``selfcheck``: the students' self-check (the release's public checks on
+  their saved notebook, in the confined kernel; ``course_utils.submit``
+  calls it);
 - ``examples``: example submissions made from the release (the demo's and
-  the tests').
+  the tests': the reference, the starter, two classic bugs, one more
+  typical mistake, loops, a hostile student).
 
 May import: ``grading`` and, where a front end needs it, ``isolation``.
 Must never be imported by ``isolation``, ``grading`` or ``suites``.

@@ -2,8 +2,9 @@
 
     python -m autograder grade SUBMISSION [--out FILE] [--notebooks NB,...]   results.json (stdout without --out),
                                                             table on stderr
-    python -m autograder demo [DIR]                         write the bundled example submissions and grade them
-    python -m autograder gradebook FOLDER --csv FILE       grade every submission in FOLDER into a CSV
+    python -m autograder demo [DIR]                         grade the bundled example submissions as a class
+    python -m autograder gradebook FOLDER --csv FILE [--report DIR]   grade every submission in FOLDER into a CSV,
+                                                            print the class summary (and write the report)
     python -m autograder gradescope-zip [--out FILE] [--notebooks NB,...]   build the Gradescope autograder zip
     python -m autograder gradescope-run [--root DIR]       what run_autograder calls inside Gradescope
     python -m autograder nbgrader-course DIR [--force]     an nbgrader course directory with the safe set-up
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -41,29 +43,39 @@ def _grade(args) -> int:
 
 
 def _demo(args) -> int:
-    from ..grading.grade import grade_submission
-    from ..isolation.sandbox import choose_launcher
+    from ..isolation.sandbox import ENV_LEVEL, choose_launcher
     from .examples import write_examples
-    from .gradescope import to_results_json, write_json_atomically
-    from .report import render_table
+    from .gradebook import grade_folder
+    from .summary import render_scores, render_text
 
-    # The examples are the kit's own code: grade them with the strongest level that works, whatever it is.
+    # The examples are the kit's own code: grade them with the strongest level that works, whatever it is
+    # (the gradebook's workers inherit the level from the environment).
     isolation = choose_launcher("trusted")
-    print(f"grading the kit's example submissions (trusted code) with isolation level {isolation.level}: "
-          f"{isolation.reason}", flush=True)
-    for folder in write_examples(Path(args.out)):
-        result = grade_submission(folder, call_timeout=args.timeout, isolation=isolation)
-        write_json_atomically(to_results_json(result), folder / "results.json")
-        print("\n" + render_table(result, title=f"example submission '{folder.name}' ({folder}/results.json)"),
-              flush=True)
+    os.environ[ENV_LEVEL] = "trusted"
+    out = Path(args.out)
+    folders = write_examples(out / "submissions")
+    print(f"grading the kit's {len(folders)} example submissions (trusted code; {', '.join(f.name for f in folders)}) "
+          f"with isolation level {isolation.level}: {isolation.reason}", flush=True)
+    book = grade_folder(out / "submissions", out / "grades.csv", workers=args.workers, results_dir=out / "results",
+                        report_dir=out / "report", timeout=args.timeout, notebooks=args.notebooks)
+    print("\n" + render_scores(book.rows))
+    print("\n" + render_text(book.summary))
+    print(f"\nwrote {out}/grades.csv (one row a submission, one column a function), {out}/results/<submission>.json "
+          f"(Gradescope's format) and the class report {book.report['html']} ({book.report['markdown']}); one "
+          f"submission's table with its feedback: python -m autograder grade {out}/submissions/two_bugs")
     return 0
 
 
 def _gradebook(args) -> int:
     from .gradebook import grade_folder
+    from .summary import render_text
 
-    grade_folder(Path(args.folder), Path(args.csv), workers=args.workers,
-                 results_dir=Path(args.results) if args.results else None, notebooks=args.notebooks)
+    book = grade_folder(Path(args.folder), Path(args.csv), workers=args.workers,
+                        results_dir=Path(args.results) if args.results else None, notebooks=args.notebooks,
+                        report_dir=Path(args.report) if args.report else None)
+    print(render_text(book.summary))
+    if book.report:
+        print(f"\nclass report: {book.report['html']} and {book.report['markdown']}")
     return 0
 
 
@@ -124,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("demo", help="write the kit's example submissions to DIR and grade them (trusted code)")
     d.add_argument("out", nargs="?", default="build/examples", help="where to write them (default build/examples)")
     d.add_argument("--timeout", type=float, default=20.0, help="seconds one call of a student function may take")
+    d.add_argument("--workers", type=int, default=2, help="submissions graded at once")
+    d.add_argument("--notebooks", default=None, help="comma-separated notebooks to grade (default: all five)")
     d.set_defaults(run=_demo)
     b = sub.add_parser("gradebook", help="grade every submission (subfolder or .zip) of a folder into a CSV")
     b.add_argument("folder")
@@ -133,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--notebooks", default=None,
                    help="comma-separated notebooks to grade in every submission (default: $AUTOGRADER_NOTEBOOKS, else "
                         "those that at least one submission holds)")
+    b.add_argument("--report", help="also write the class report into this folder: report.html, report.md and "
+                                    "their charts (histogram.png, full_marks.png)")
     b.set_defaults(run=_gradebook)
     z = sub.add_parser("gradescope-zip", help="build the Gradescope autograder zip")
     z.add_argument("--out", default="build/autograder.zip")

@@ -115,12 +115,132 @@ def cpc_loss(z_seq, c_seq, W, t):
 ''',
 }
 
+# One more classic mistake per notebook: the labels in the wrong order (position-major instead of image-major),
+# the mean over every pixel instead of the masked ones, the loss divided by N instead of 2N, the momentum
+# formula reversed, and the scores transposed (rows the candidates, not the contexts).
+TYPICAL = {
+    "01_pretext_tasks": {"context_pairs": '''
+def context_pairs(images, patch_size, gap):
+    N, C, H, W = images.shape
+    P, S = patch_size, 3 * patch_size + 2 * gap
+    if S > H or S > W:
+        raise ValueError(f"the grid spans {S} pixels, more than {H}x{W}")
+    top, left = (H - S) // 2, (W - S) // 2
+    patches = torch.stack([images[:, :, top + r * (P + gap):top + r * (P + gap) + P,
+                                  left + c * (P + gap):left + c * (P + gap) + P]
+                           for r in range(3) for c in range(3)], dim=1)
+    neighbors = patches[:, [0, 1, 2, 3, 5, 6, 7, 8]].flatten(0, 1)
+    centers = patches[:, 4:5].expand(-1, 8, -1, -1, -1).flatten(0, 1)
+    return centers, neighbors, torch.arange(8).repeat_interleave(N)
+'''},
+    "02_generative_pretext": {"masked_mse": '''
+def masked_mse(pred, target, mask):
+    if mask.sum() == 0:
+        raise ValueError("the mask is empty")
+    return (mask * (pred - target) ** 2).mean()
+'''},
+    "03_simclr": {"simclr_loss_naive": '''
+def simclr_loss_naive(out_left, out_right, tau):
+    N = out_left.shape[0]
+    out = torch.cat([out_left, out_right], dim=0)
+    total_loss = 0
+    for k in range(N):
+        for i, j in ((k, k + N), (k + N, k)):
+            denom = sum(torch.exp(sim(out[i], out[m]) / tau) for m in range(2 * N) if m != i)
+            total_loss = total_loss - torch.log(torch.exp(sim(out[i], out[j]) / tau) / denom)
+    return total_loss / N
+'''},
+    "04_moco": {"momentum_update": BUGGY_MOCO["momentum_update"]},
+    "05_cpc": {"cpc_scores": '''
+def cpc_scores(z, c, W):
+    return z @ W @ c.T
+'''},
+}
+
+# Right values, Python loops: each loses only its vectorized points.
+LOOPS = {
+    "01_pretext_tasks": {},
+    "02_generative_pretext": {"encode_ab": '''
+def encode_ab(ab, centers):
+    N, _, H, W = ab.shape
+    pixels = ab.permute(0, 2, 3, 1).reshape(-1, 2)
+    out = torch.stack([((centers - p) ** 2).sum(dim=1).argmin() for p in pixels])
+    return out.reshape(N, H, W)
+'''},
+    "03_simclr": {"compute_sim_matrix": '''
+def compute_sim_matrix(out):
+    rows = [torch.stack([sim(a, b) for b in out]) for a in out]
+    return torch.stack(rows)
+'''},
+    "04_moco": {"moco_logits": '''
+def moco_logits(q, k, queue, tau):
+    rows = []
+    for i in range(q.shape[0]):
+        rows.append(torch.cat([(q[i] * k[i].detach()).sum().reshape(1), queue.detach() @ q[i]]) / tau)
+    return torch.stack(rows), torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+'''},
+    "05_cpc": {"cpc_scores": '''
+def cpc_scores(z, c, W):
+    B = z.shape[0]
+    return torch.stack([torch.stack([z[j] @ W @ c[i] for j in range(B)]) for i in range(B)])
+'''},
+}
+
+# A hostile student: code that exits, crashes the process, exhausts memory, patches torch in its own process
+# and prints a fake score, or returns a tensor whose == always says True. Each costs only its own function's
+# points (no more: the other functions are the reference's). Nothing here harms the machine it runs on, so that
+# the demo may grade it even where no sandbox works.
+HOSTILE = {
+    "01_pretext_tasks": {"rotate_batch": '''
+def rotate_batch(images):
+    import os
+    os._exit(0)
+'''},
+    "02_generative_pretext": {"center_mask": '''
+def center_mask(images, mask_size, fill=0.0):
+    hog = torch.empty(2 ** 42, dtype=torch.uint8)  # 4 TB: the memory limit stops it
+    return hog, hog
+'''},
+    "03_simclr": {
+        "sim": '''
+def sim(z_i, z_j):
+    import sys
+    sys.exit("graded: 100/100")
+''',
+        "sim_positive_pairs": '''
+def sim_positive_pairs(out_left, out_right):
+    torch.allclose = lambda *args, **kwargs: True  # only in the student's own process
+    print('{"score": 100, "tests": []}')
+    return torch.zeros(out_left.shape[0], 1)
+''',
+        "simclr_loss_vectorized": '''
+class AlwaysEqual(torch.Tensor):
+    def __eq__(self, other):
+        return True
+
+def simclr_loss_vectorized(out_left, out_right, tau):
+    return torch.tensor(0.0).as_subclass(AlwaysEqual)
+'''},
+    "04_moco": {"moco_loss": '''
+def moco_loss(q, k, queue, tau):
+    raise SystemExit(0)
+'''},
+    "05_cpc": {"cpc_infonce": '''
+def cpc_infonce(scores):
+    import os, signal
+    os.kill(os.getpid(), signal.SIGSEGV)
+'''},
+}
+
 EXAMPLES: dict[str, dict[str, Mapping[str, str | None] | None]] = {
     "reference": {"01_pretext_tasks": {}, "02_generative_pretext": {}, "03_simclr": {}, "04_moco": {}, "05_cpc": {}},
     "starter": {"01_pretext_tasks": None, "02_generative_pretext": None, "03_simclr": None, "04_moco": None,
                 "05_cpc": None},
     "two_bugs": {"01_pretext_tasks": BUGGY_PRETEXT, "02_generative_pretext": BUGGY_GENERATIVE, "03_simclr": BUGGY_SIMCLR,
                  "04_moco": BUGGY_MOCO, "05_cpc": BUGGY_CPC},
+    "typical": TYPICAL,
+    "loops": LOOPS,
+    "hostile": HOSTILE,
 }
 
 
