@@ -4,16 +4,36 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 NOTEBOOK ?= solutions/self_supervised/03_simclr.ipynb
 
-.PHONY: help venv sandbox demo test release check-release notebooks gradescope benchmark clean
+# What a term needs, one command a step (the instructor's guide, docs/instructors.md, says when and why).
+SUBMISSIONS ?= submissions
+SUBMISSION  ?=
+NOTEBOOKS   ?=
+WORKERS     ?= 2
+COURSE      ?= course
+FOLDER      ?= assignments/self_supervised
+ONLY        := $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS),)
+
+.PHONY: help venv sandbox demo test release check-release notebooks gradescope nbgrader-course grade regrade \
+        submit self-check benchmark clean
 
 help:
-	@echo "make demo           set up .venv, run the SimCLR notebook (fast mode) and print its results"
-	@echo "make test           set up .venv and run the kit's tests"
-	@echo "make sandbox        install bubblewrap, the grader's sandbox (as root, with apt-get)"
-	@echo "make release        regenerate assignments/ from solutions/ (nbgrader generate_assignment)"
-	@echo "make notebooks      run every solution notebook in full mode (before a release)"
-	@echo "make gradescope     build the Gradescope autograder zip (build/autograder.zip)"
-	@echo "make benchmark      time and measure grading one submission"
+	@echo "Getting started"
+	@echo "  make demo           set up .venv, run the SimCLR notebook (fast mode), grade the bundled example class"
+	@echo "  make test           set up .venv and run the kit's tests"
+	@echo "  make sandbox        install bubblewrap, the grader's sandbox (as root, with apt-get)"
+	@echo "Students"
+	@echo "  make submit         check the notebooks in FOLDER (default $(FOLDER)) and write FOLDER/submission.zip"
+	@echo "  make self-check     run the public checks on FOLDER's saved notebooks: a table per function, with hints"
+	@echo "Instructors, in the order of a term"
+	@echo "  make release        regenerate assignments/ from solutions/ (nbgrader generate_assignment)"
+	@echo "  make check-release  fail if assignments/ differs from what solutions/ generates"
+	@echo "  make notebooks      run every solution notebook in full mode (before a release)"
+	@echo "  make gradescope     build the Gradescope autograder zip, build/autograder.zip [NOTEBOOKS=04_moco]"
+	@echo "  make nbgrader-course  create an nbgrader course directory in COURSE (default $(COURSE))"
+	@echo "  make grade          grade every submission in SUBMISSIONS (default $(SUBMISSIONS)/) in parallel:"
+	@echo "                      build/grades.csv, build/results/, the class report build/report/ [NOTEBOOKS=, WORKERS=]"
+	@echo "  make regrade        grade one submission again: SUBMISSION=path (a folder, zip or notebook)"
+	@echo "  make benchmark      time and measure grading one submission"
 
 # The virtual environment is rebuilt whenever requirements.txt changes.
 $(VENV)/.installed: requirements.txt
@@ -44,7 +64,24 @@ notebooks: venv
 	for nb in solutions/self_supervised/*.ipynb; do $(PY) -m course_utils.notebook_runner $$nb || exit 1; done
 
 gradescope: venv
-	$(PY) -m autograder gradescope-zip --out build/autograder.zip
+	$(PY) -m autograder gradescope-zip --out build/autograder.zip $(ONLY)
+
+nbgrader-course: venv
+	$(PY) -m autograder nbgrader-course $(COURSE)
+
+grade: venv sandbox
+	$(PY) -m autograder gradebook $(SUBMISSIONS) --csv build/grades.csv --results build/results \
+		--report build/report --workers $(WORKERS) $(ONLY)
+
+regrade: venv sandbox
+	@test -n "$(SUBMISSION)" || { echo "make regrade SUBMISSION=path/to/submission (a folder, .zip or notebook)"; exit 2; }
+	$(PY) -m autograder grade $(SUBMISSION) --out build/results/$(notdir $(basename $(SUBMISSION))).json $(ONLY)
+
+submit: venv
+	$(PY) -m course_utils.submit $(FOLDER) $(ONLY)
+
+self-check: venv
+	$(PY) -m course_utils.submit --check $(FOLDER) $(ONLY)
 
 benchmark: venv
 	$(PY) benchmarks/grade_one.py

@@ -236,9 +236,9 @@ def test_the_cli_passes_report_and_prints_the_summary(graded, monkeypatch, capsy
 
     monkeypatch.setattr(gradebook_module, "grade_folder", fake_grade_folder)
     assert cli.main(["gradebook", str(tmp_path / "in"), "--csv", str(tmp_path / "g.csv"), "--workers", "3",
-                     "--notebooks", SIMCLR, "--report", str(tmp_path / "rep")]) == 0
+                     "--notebooks", SIMCLR, "--report", str(tmp_path / "rep"), "--timeout", "7"]) == 0
     assert calls == [(tmp_path / "in", tmp_path / "g.csv", {"workers": 3, "results_dir": None, "notebooks": SIMCLR,
-                                                            "report_dir": tmp_path / "rep"})]
+                                                            "report_dir": tmp_path / "rep", "timeout": 7.0})]
     out = capsys.readouterr().out
     assert out.startswith(render_text(book.summary)) and str(book.report["html"]) in out
     cli.main(["gradebook", "in", "--csv", "g.csv"])

@@ -72,7 +72,7 @@ def _gradebook(args) -> int:
 
     book = grade_folder(Path(args.folder), Path(args.csv), workers=args.workers,
                         results_dir=Path(args.results) if args.results else None, notebooks=args.notebooks,
-                        report_dir=Path(args.report) if args.report else None)
+                        report_dir=Path(args.report) if args.report else None, timeout=args.timeout)
     print(render_text(book.summary))
     if book.report:
         print(f"\nclass report: {book.report['html']} and {book.report['markdown']}")
@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--notebooks", default=None,
                    help="comma-separated notebooks to grade in every submission (default: $AUTOGRADER_NOTEBOOKS, else "
                         "those that at least one submission holds)")
+    b.add_argument("--timeout", type=float, default=20.0, help="seconds one call of a student function may take")
     b.add_argument("--report", help="also write the class report into this folder: report.html, report.md and "
                                     "their charts (histogram.png, full_marks.png)")
     b.set_defaults(run=_gradebook)
