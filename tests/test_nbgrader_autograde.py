@@ -298,9 +298,9 @@ def _output_text(nb: nbformat.NotebookNode) -> str:
     return "\n".join(parts)
 
 
-def _feedback_text(course_dir: Path, student: str) -> str:
+def _feedback_text(course_dir: Path, student: str, notebook: str = NB) -> str:
     """The feedback HTML's text (tags removed: the code is split into highlighted spans)."""
-    page = (course_dir / "feedback" / student / ASSIGNMENT / f"{NB}.html").read_text()
+    page = (course_dir / "feedback" / student / ASSIGNMENT / f"{notebook}.html").read_text()
     return html.unescape(re.sub(r"<[^>]+>", "", page))
 
 
@@ -366,6 +366,24 @@ def test_the_feedback_shows_each_functions_score_and_hint(course):
     # the hidden test cells show what is graded (the call), never the checks' code
     assert 'check("compute_sim_matrix", globals())' in feedback
     assert not [line for line in _secret_lines()["the hidden suite"] if line in feedback]
+
+
+# The first hint the feedback of two_bugs shows for each of the other notebooks (one of its two bugs).
+ALSO_HINTS = {PRETEXT: "the inverse permutation", GENERATIVE: "divides the weighted sum by the sum of the targets",
+              MOCO: "the formula is reversed", CPC: "not over the contexts"}
+
+
+@pytest.mark.parametrize("notebook", ALSO)
+def test_the_feedback_of_every_notebook_shows_scores_and_hints_but_no_check_code(course, notebook):
+    course_dir, _ = course
+    feedback = _feedback_text(course_dir, "two_bugs", notebook)
+    for f in graded_functions(notebook):
+        score = ALSO_EXPECTED[notebook]["two_bugs"][f]
+        assert f"{f}: {score:g}/{function_points(notebook, f):g}" in feedback, f
+    assert "Hint: " in feedback and ALSO_HINTS[notebook] in feedback
+    suite = [line.strip() for line in (REPO / "autograder" / "suites" / f"test_{notebook}.py").read_text().splitlines()
+             if line.strip().startswith(("def ", "return ")) and len(line.strip()) > 20]
+    assert len(suite) >= 10 and not [line for line in suite if line in feedback]
 
 
 def test_the_course_command_refuses_a_folder_in_use(tmp_path):
