@@ -46,7 +46,11 @@ from autograder.grading.points import NOTEBOOKS, function_points, graded_functio
 MAX_MB = 20
 """Largest notebook put into the zip as it is, in MB; a larger one goes in with its outputs cleared."""
 ZIP_NAME = "submission.zip"
-IGNORED = (".ipynb_checkpoints", "__MACOSX")
+SKIPPED = ("__MACOSX", "__pycache__", "site-packages", "node_modules")
+MAX_DEPTH = 3
+"""How many folders below FOLDER the helper looks for notebooks (the grader looks at any depth of what is
+uploaded; a student's folder is rarely deeper)."""
+KIT_RELEASE = Path(__file__).resolve().parents[1] / "assignments" / "self_supervised"
 
 
 @dataclass
@@ -67,10 +71,17 @@ class NotebookCheck:
 # ----------------------------------------------------------------------------------------------- finding
 
 
-def _candidates(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*.ipynb")
-                  if not any(part in IGNORED or part.startswith("._") for part in p.relative_to(folder).parts)
-                  and p.is_file() and not p.is_symlink())
+def _candidates(folder: Path, depth: int = MAX_DEPTH) -> list[Path]:
+    """The notebooks under ``folder``, at most ``depth`` folders down; hidden folders (``.venv``, checkpoints),
+    ``__pycache__`` and ``site-packages`` are not searched, links not followed."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        here = Path(root)
+        dirs[:] = [] if len(here.relative_to(folder).parts) >= depth else \
+            [d for d in dirs if not d.startswith(".") and d not in SKIPPED and not (here / d).is_symlink()]
+        found += [here / f for f in files if f.endswith(".ipynb") and not f.startswith("._")
+                  and (here / f).is_file() and not (here / f).is_symlink()]
+    return sorted(found)
 
 
 def _looks_like(path: Path, notebook: str) -> bool:
@@ -307,7 +318,8 @@ def submit(folder: Path, *, out: Path | None = None, notebooks: list[str] | None
     names = write_zip(checks, out)
     ready = all(c.ok for c in checks.values())
     echo(report(checks, folder))
-    shown = out.relative_to(folder) if out.is_relative_to(folder) else out
+    here = Path.cwd().resolve()
+    shown = out.resolve().relative_to(here) if out.resolve().is_relative_to(here) else out
     echo(f"\nwrote {shown} with {', '.join(names) or 'no notebook'}: "
          + ("upload it to Gradescope (or submit as your course says)." if ready else
             "fix what is marked ! above first, then run this again."))
@@ -355,10 +367,20 @@ def submit_from_notebook(notebook: str, namespace: dict) -> None:
     submit(here, namespace=namespace, only=notebook)
 
 
+def default_folder(here: Path) -> Path:
+    """``here``, unless it is the kit's own folder: then its release folder, where students work."""
+    if here.resolve() == KIT_RELEASE.parents[1]:
+        print(f"looking in {KIT_RELEASE.relative_to(here.resolve())}/ (give another folder to look there)")
+        return KIT_RELEASE
+    return here
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_utils.submit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", nargs="?", default=".", type=Path, help="where your notebooks are (default: here)")
+    parser.add_argument("folder", nargs="?", default=None, type=Path,
+                        help="where your notebooks are (default: here; in the kit's own folder, "
+                             "assignments/self_supervised)")
     parser.add_argument("--out", type=Path, help=f"the zip to write (default: FOLDER/{ZIP_NAME})")
     parser.add_argument("--notebooks", default=os.environ.get(ENV_NOTEBOOKS),
                         help="comma-separated notebooks the assignment asks for (each missing one must be fixed); "
@@ -367,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the self-check only: run the public checks and print the per-function table, no zip")
     parser.add_argument("--no-checks", action="store_true", help="skip the public checks (faster)")
     args = parser.parse_args(argv)
+    if args.folder is None:
+        args.folder = default_folder(Path.cwd())
     if not args.folder.is_dir():
         print(f"error: {args.folder} is not a folder (give the folder that holds your notebooks)", file=sys.stderr)
         return 2

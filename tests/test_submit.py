@@ -143,6 +143,20 @@ def test_a_broken_notebook_is_named_with_why_and_left_out(tmp_path, capsys):
         assert z.namelist() == ["04_moco.ipynb"]
 
 
+def test_hidden_folders_and_deep_copies_are_not_searched(tmp_path):
+    folder = _folder(tmp_path, notebooks=[NB])
+    for place in (".venv/lib", "a/b/c/d"):
+        make_submission(folder / place, "04_moco", {})
+    checks = submit.find(folder)
+    assert checks[NB].path == folder / f"{NB}.ipynb" and "04_moco" not in checks
+
+
+def test_in_the_kits_own_folder_it_looks_in_the_release(monkeypatch, capsys):
+    assert submit.default_folder(REPO) == REPO / "assignments" / "self_supervised"
+    assert "looking in assignments/self_supervised/" in capsys.readouterr().out
+    assert submit.default_folder(REPO / "docs") == REPO / "docs"
+
+
 def test_bad_arguments_are_refused_with_what_to_do(tmp_path, capsys):
     assert submit.main([str(tmp_path / "nowhere")]) == 2
     assert submit.main([str(tmp_path), "--notebooks", "03_simclr,06_byol"]) == 2
