@@ -27,7 +27,7 @@ KIT_URL = "https://github.com/ssl-kit/ssl-kit.git"
 KIT_REF = "main"
 KIT_DIR = "/content/ssl-kit"
 
-CELL = f'''# On Colab only: fetch and install the kit (about a minute, once per session). Elsewhere this does nothing.
+CELL = f'''# On Colab only: fetch and install the kit (once per session). Elsewhere this cell does nothing.
 import importlib.util, os, subprocess, sys
 
 KIT_URL, KIT_REF, KIT_DIR = "{KIT_URL}", "{KIT_REF}", "{KIT_DIR}"
