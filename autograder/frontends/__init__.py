@@ -14,9 +14,10 @@
 - ``gradebook``: a folder of submissions graded into one CSV;
 - ``summary``: the class summary of a gradebook, and its report (charts, Markdown, HTML);
 - ``report``: the per-function table for the terminal;
-- ``selfcheck``: the students' self-check (the release's public checks on
-  their saved notebook, in the confined kernel; ``course_utils.submit``
-  calls it);
+- ``submit``: the students' submission helper (``python -m
+  course_utils.submit`` and the notebooks' last cell forward here): their
+  notebooks checked and zipped; ``selfcheck``: its self-check (the release's
+  public checks on their saved notebook, in the confined kernel);
 - ``examples``: example submissions made from the release (the demo's and
   the tests': the reference, the starter, two classic bugs, one more
   typical mistake, loops, a hostile student).
