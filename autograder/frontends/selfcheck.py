@@ -32,7 +32,7 @@ from pathlib import Path
 
 import nbformat
 
-from ..grading.extract import NotebookError, extract_definitions, read_notebook
+from ..grading.extract import NotebookError, extract_definitions, parse_cell, read_notebook
 from ..grading.points import function_points, graded_functions
 from ..grading.reference import REPO
 
@@ -100,8 +100,8 @@ def release_layout(notebook: str, release: Path = RELEASE) -> ReleaseLayout:
 
 def _top_level_defs(source: str) -> list[str]:
     try:
-        tree = ast.parse("\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))))
-    except SyntaxError:
+        _, tree = parse_cell(source)  # the grader's parser: IPython lines removed as it removes them
+    except (SyntaxError, ValueError, RecursionError):
         return []
     return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
 

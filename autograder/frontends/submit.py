@@ -43,7 +43,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..grading.extract import CLEAR_OUTPUTS, NotebookError, extract_definitions, read_notebook
+from ..grading.extract import CLEAR_OUTPUTS, NotebookError, extract_definitions, parse_cell, read_notebook
 from ..grading.grade import ENV_NOTEBOOKS
 from ..grading.points import NOTEBOOKS, function_points, graded_functions
 from ..grading.reference import REPO
@@ -150,14 +150,13 @@ def _implemented(tree: ast.Module, name: str) -> bool:
     return True
 
 
-def _file_sources(path: Path) -> dict[str, str]:
-    """``{name: source}`` of each top-level ``def``/``class`` in the notebook's code cells (the last wins)."""
+def _file_sources(cells: list[str]) -> dict[str, str]:
+    """``{name: source}`` of each top-level ``def``/``class`` in the code ``cells`` (the last wins)."""
     out = {}
-    for cell in read_notebook(path):
-        text = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in cell.splitlines())
+    for cell in cells:
         try:
-            tree = ast.parse(text)
-        except SyntaxError:
+            text, tree = parse_cell(cell)  # the grader's parser: IPython lines removed as it removes them
+        except (SyntaxError, ValueError, RecursionError):
             continue
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
@@ -171,9 +170,10 @@ def _same_code(a: str, b: str) -> bool:
     return norm(a) == norm(b)
 
 
-def unsaved_functions(path: Path, namespace: dict, functions: list[str]) -> list[str]:
-    """The graded functions whose code in ``namespace`` (a running kernel's) is not what the file holds."""
-    saved = _file_sources(path)
+def unsaved_functions(cells: list[str], namespace: dict, functions: list[str]) -> list[str]:
+    """The graded functions whose code in ``namespace`` (a running kernel's) is not what the saved code
+    ``cells`` hold."""
+    saved = _file_sources(cells)
     stale = []
     for name in functions:
         live = namespace.get(name)
@@ -236,7 +236,7 @@ def check(found: NotebookCheck, *, namespace: dict | None = None) -> NotebookChe
     if todo:
         found.notes.append(f"not implemented yet (scores 0): {', '.join(todo)}")
     if namespace is not None:
-        stale = unsaved_functions(path, namespace, functions)
+        stale = unsaved_functions(sources, namespace, functions)
         if stale:
             found.problems.append(f"the saved file is not what you ran ({', '.join(stale)} differ): save the "
                                   "notebook (File > Save, Ctrl-S / Cmd-S), then run this cell again")

@@ -205,7 +205,7 @@ def _extract(cells: list[tuple[str, str]], names: Iterable[str] | None) -> Extra
                             "and was skipped")
             continue
         try:
-            source, tree = _parse_cell(raw)
+            source, tree = parse_cell(raw)
         except SyntaxError as e:
             warnings.append(f"{label} has a syntax error at line {e.lineno} and was "
                             f"skipped: {e.msg}")
@@ -240,7 +240,7 @@ _HELP = re.compile(r"[ \t]*(?:\?{1,2}[A-Za-z_][\w.]*|[A-Za-z_][\w.]*\?{1,2})[ \t
 _CELL_MAGIC = re.compile(r"\s*(%%\w*)")
 
 
-def _parse_cell(raw: str) -> tuple[str, ast.Module]:
+def parse_cell(raw: str) -> tuple[str, ast.Module]:
     """``(python_source, tree)`` of a cell with IPython-only lines removed.
 
     Line magics, shell escapes and help lines become ``pass`` (indented like
