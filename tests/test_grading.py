@@ -77,8 +77,16 @@ def simclr_loss_naive(out_left, out_right, tau):
             total = total - torch.log(torch.exp(sim(out[i], out[j]) * tau) / denom)
     return total / (2 * N)
 """,
-    # simclr_loss_vectorized is the reference: correct, but slow because it calls the slow
-    # compute_sim_matrix above, which is not counted against it
+    # correct, the four steps of the notebook, but slow because it calls the slow helpers above,
+    # which is not counted against it
+    "simclr_loss_vectorized": """
+def simclr_loss_vectorized(out_left, out_right, tau):
+    N = out_left.shape[0]
+    exp_sim = torch.exp(compute_sim_matrix(torch.cat([out_left, out_right])) / tau)
+    denom = (exp_sim * (1 - torch.eye(2 * N, dtype=exp_sim.dtype))).sum(dim=1, keepdim=True)
+    numerator = torch.exp(sim_positive_pairs(out_left, out_right).repeat(2, 1) / tau)
+    return -torch.log(numerator / denom).mean()
+""",
     "compute_train_transform": """
 def compute_train_transform(size=32, mean=DEFAULT_MEAN, std=DEFAULT_STD):
     return T.Compose([T.ToImage(), T.RandomResizedCrop(size, antialias=True), T.RandomHorizontalFlip(),
