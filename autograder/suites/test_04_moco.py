@@ -334,12 +334,15 @@ def test_moco_logits_vectorized(student, ref):
     # Two shapes, one per loop to catch. Many queries and a short queue, against a loop over the queries: with a
     # queue of thousands the logits matrix itself is what costs (memory-bound on a CPU: a loop over the
     # queries measured only 1.2 to 6 times the reference at K = 1024 to 2048) and sending it back jitters by
-    # milliseconds, while at K = 256 that loop costs about 10 times the matrix product. Then few queries and a
-    # queue of 4,096 keys, against a loop over the queue (about 100 times the reference; 16 queries keep the
-    # logits small, and so the channel's jitter).
+    # milliseconds, while at K = 512 that loop costs about 25 times the matrix product. D = 64 there, so that a
+    # broadcast q[:, None] * queue[None] ([N, K, D], 64 times the result) shows as slow as it is at MoCo's size:
+    # measured on a 2-core AMD EPYC at 1.07 of the way from the reference to the loop (log scale) at D = 64, but
+    # only 0.62 at D = 16, under the limit; einsum or F.linear sit at 0.0 to 0.25. Then few queries and a queue
+    # of 4,096 keys, against a loop over the queue (about 100 times the reference; 16 queries keep the logits
+    # small, and so the channel's jitter).
     figures = []
-    for (n, k), loop, closeness in (((2048, 256), _logits_loop, 0.7), ((16, 4096), _logits_queue_loop, 0.8)):
-        q, key, queue = _logit_case(n, k, 16, 90)
+    for (n, k, d), loop, closeness in (((1024, 512, 64), _logits_loop, 0.7), ((16, 4096, 16), _logits_queue_loop, 0.8)):
+        q, key, queue = _logit_case(n, k, d, 90)
         figures.append(expect_vectorized(student, "moco_logits", [q, key, queue, 0.2], reference=ref.moco_logits,
                                          loop=loop, closeness=closeness, fresh=_unit_inputs, advice=VECTORIZED_ADVICE))
     return "; ".join(figures)
