@@ -16,7 +16,7 @@ nothing else; so does a child that will not start.
 """
 from __future__ import annotations
 
-import functools
+import contextlib
 import importlib
 import os
 import tempfile
@@ -135,26 +135,33 @@ def grade_notebook(notebook: str, path: Path | str | None, *, isolation: Isolati
         result.staff_notes.append(f"{notebook}: {e}")
         return
     result.warnings += [f"{notebook}: {w}" for w in extraction.warnings]
-    ref = load_reference(notebook)
-    deps = dependencies(notebook)
-    substitutes = {f: {g: getattr(ref, g) for g in deps[f]} for f in functions}
-    suite = importlib.import_module(SUITES[notebook])
-    process = StudentProcess(extraction.source, call_timeout=call_timeout, threads=threads,
-                             launcher=isolation.launcher, packages=PACKAGES, device=device)
+    options = dict(call_timeout=call_timeout, threads=threads, launcher=isolation.launcher, packages=PACKAGES,
+                   device=device)
+    process = StudentProcess(extraction.source, **options)
     # the timing twin: the reference in a child like the student's, to measure what the channel adds
-    twin = functools.partial(StudentProcess, reference_source(notebook), call_timeout=call_timeout,
-                             threads=threads, launcher=isolation.launcher, packages=PACKAGES, device=device)
-    student = RemoteStudent(process, substitutes, twin=twin)
+    twin = StudentProcess(reference_source(notebook), **options)
+    student = None
     try:
-        process.start()
-    except StudentError as e:
-        result.checks += _all_failed(notebook, f"your {notebook} code could not be loaded: {e.message}")
-        return
-    except OSError as e:  # the grader's set-up, not the student's code
-        result.checks += _all_failed(notebook, "the grader could not start; your course staff have been notified")
-        result.staff_notes.append(f"{notebook}: starting the student process failed: {e!r}")
-        return
-    try:
+        # both children import torch and load their code while this process loads the reference (the
+        # start-up of a notebook, paid once; no check runs, and so nothing is timed, until both are up)
+        try:
+            process.launch()
+            twin.launch()
+            ref = load_reference(notebook)
+            deps = dependencies(notebook)
+            substitutes = {f: {g: getattr(ref, g) for g in deps[f]} for f in functions}
+            suite = importlib.import_module(SUITES[notebook])
+            student = RemoteStudent(process, substitutes, twin=lambda: twin)
+            process.start()
+        except StudentError as e:
+            result.checks += _all_failed(notebook, f"your {notebook} code could not be loaded: {e.message}")
+            return
+        except OSError as e:  # the grader's set-up, not the student's code
+            result.checks += _all_failed(notebook, "the grader could not start; your course staff have been notified")
+            result.staff_notes.append(f"{notebook}: starting the student process failed: {e!r}")
+            return
+        with contextlib.suppress(StudentError):  # else the first timing tries again, and reports it
+            twin.start()
         result.warnings += [f"{notebook}: a top-level statement failed when loading your code ({e.message})"
                             for e in process.load_errors]
         result.warnings += [f"{notebook}: {x['cell'] or 'a cell'} uses {x['name']!r} before a later cell defines it; "
@@ -162,7 +169,9 @@ def grade_notebook(notebook: str, path: Path | str | None, *, isolation: Isolati
                             "run top to bottom (check with Restart & Run All)" for x in process.late_loads]
         result.checks += run_checks(checks_of(suite), student, ref)
     finally:
-        student.close()
+        if student is not None:
+            student.close()
+        twin.close()
         process.close()
 
 

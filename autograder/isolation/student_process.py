@@ -186,6 +186,7 @@ class StudentProcess:
         self._launcher = launcher or default_launcher
         self.packages = [Path(p) for p in packages]
         self._child: Child | None = None
+        self._ready = False  # the child has sent its start message (see `launch`, `start`)
         self._finalizer: weakref.finalize | None = None
         self._last_tail = ""
         self.load_errors: list[StudentError] = []
@@ -200,17 +201,28 @@ class StudentProcess:
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-    def start(self) -> None:
-        """Start the child and load the source, unless it is running.
+    def launch(self) -> None:
+        """Start the child without waiting for it to come up (`start` waits), unless it is running.
 
-        Raises :class:`StudentError` (``"timeout"``, ``"crash"``,
-        ``"protocol"``) if the child does not come up; the next call tries again.
+        So that a child's start-up (importing torch, loading the source) overlaps other work of the
+        grader: another child's start-up, loading the reference.
         """
         if self._child is not None:
             return
         child = self._spawn()
-        self._child = child
+        self._child, self._ready = child, False
         self._finalizer = weakref.finalize(self, child.close)
+
+    def start(self) -> None:
+        """Start the child (unless `launch` has) and wait until it has loaded the source, unless it is running.
+
+        Raises :class:`StudentError` (``"timeout"``, ``"crash"``,
+        ``"protocol"``) if the child does not come up; the next call tries again.
+        """
+        if self._child is not None and self._ready:
+            return
+        self.launch()
+        child = self._child
         try:
             ready = channel.recv(child.reply_fd, timeout=self.start_timeout)
         except channel.ChannelError as e:
@@ -226,6 +238,7 @@ class StudentProcess:
                 and type(x["cell"]) is str and type(x["name"]) is str for x in late):
             self._fail("protocol", "the student process sent an invalid start message")
         self.late_loads = [dict(x, cell=x["cell"][:100], name=x["name"][:100]) for x in late]
+        self._ready = True
 
     def close(self) -> None:
         """Stop the child (asking nicely first, then killing its process group)."""
@@ -274,7 +287,7 @@ class StudentProcess:
         return Child(proc, request_w, reply_r, log_fd, workdir)
 
     def _stop(self, grace: float) -> tuple[int | None, str]:
-        child, self._child = self._child, None
+        child, self._child, self._ready = self._child, None, False
         assert child is not None and self._finalizer is not None
         self._finalizer.detach()
         returncode, self._last_tail = child.close(grace)

@@ -472,3 +472,25 @@ def test_from_notebook_to_child_and_back(tmp_path):
     assert list(workdir.iterdir()) == []
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_launched_children_start_together_and_one_closed_while_loading_leaves_nothing(tmp_path):
+    """What grading a notebook does: the student's child and the timing twin launched at once, each
+    waited for by `start`; a child closed before it came up (the student's code failed to load) is gone,
+    with its folder."""
+    slow, quick = StudentProcess("import time\ntime.sleep(30)\n", workdir=tmp_path), \
+        StudentProcess("def f(x):\n    return x + 1\n", call_timeout=5)
+    slow.launch()
+    quick.launch()
+    pid = slow._child.proc.pid
+    quick.launch()  # launching again is a no-op, as `start` is on a running child
+    try:
+        quick.start()
+        assert quick.call("f", 1).value == 2
+        slow.close()
+        assert slow._child is None and list(tmp_path.iterdir()) == []
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    finally:
+        quick.close()
+        slow.close()
