@@ -308,14 +308,24 @@ def test_simclr_loss_vectorized_vectorized(student, ref):
 
 # --------------------------------------------------------------------------- compute_train_transform
 
+VIEWS_PER_CALL = 200  # about 1 s of torchvision on a 2-core machine: each call far inside its time limit,
+# even where the student's own processes load the machine (a call of 1,000 views took 4 s here, and more
+# than 10 s beside eight busy processes)
+
+
 def _views(student, size, mean, std, image, count, seed):
-    """``count`` views of ``image`` through the student's transform, as one tensor."""
-    result = student.call("compute_train_transform", size, mean, std, then_call=[[image]] * count, seed=seed)
-    views = result.value
+    """``count`` views of ``image`` through the student's transform, as one tensor (in calls of at most
+    VIEWS_PER_CALL views, the first seeded with ``seed``, the next ones with seeds derived from it)."""
     what = "PIL image" if isinstance(image, dict) else f"uint8 image {list(image.shape)}"
     call = f"compute_train_transform({size}, mean, std)({what})"
-    if not isinstance(views, list) or len(views) != count:
-        raise Failure(f"{call} could not be applied to an image")
+    views = []
+    for k, start in enumerate(range(0, count, VIEWS_PER_CALL)):
+        n = min(VIEWS_PER_CALL, count - start)
+        result = student.call("compute_train_transform", size, mean, std, then_call=[[image]] * n,
+                              seed=seed if k == 0 else 1000 * seed + k)
+        if not isinstance(result.value, list) or len(result.value) != n:
+            raise Failure(f"{call} could not be applied to an image")
+        views += result.value
     for v in views:
         if type(v) is not torch.Tensor:
             raise Failure(f"{call} returned {describe(v)}; expected a float32 tensor [3, {size}, {size}] "
