@@ -33,7 +33,8 @@ help:
 	@echo "  make grade          grade every submission in SUBMISSIONS (default $(SUBMISSIONS)/) in parallel:"
 	@echo "                      build/grades.csv, build/results/, the class report build/report/ [NOTEBOOKS=, WORKERS=]"
 	@echo "  make regrade        grade one submission again: SUBMISSION=path (a folder, zip or notebook)"
-	@echo "  make benchmark      time and measure grading one submission"
+	@echo "  make benchmark      every benchmark of benchmarks/README.md (about 30 minutes on 2 cores): the"
+	@echo "                      losses, their scale, one submission, a class; output in build/benchmarks/"
 
 # The virtual environment is rebuilt whenever requirements.txt changes.
 $(VENV)/.installed: requirements.txt
@@ -84,7 +85,11 @@ self-check: venv
 	$(PY) -m course_utils.submit --check $(FOLDER) $(ONLY)
 
 benchmark: venv
-	$(PY) benchmarks/grade_one.py
+	mkdir -p build/benchmarks
+	bash -o pipefail -c "$(PY) benchmarks/losses.py | tee build/benchmarks/losses.txt"
+	bash -o pipefail -c "$(PY) benchmarks/scale.py --plot build/benchmarks/simclr_scale.png | tee build/benchmarks/scale.txt"
+	bash -o pipefail -c "$(PY) benchmarks/grade_one.py | tee build/benchmarks/grade_one.txt"
+	bash -o pipefail -c "$(PY) benchmarks/grade_class.py --students 18 --nbgrader-students 6 | tee build/benchmarks/grade_class.txt"
 
 clean:
 	rm -rf $(VENV) data/cache .pytest_cache build
