@@ -140,7 +140,6 @@ def grade_notebook(notebook: str, path: Path | str | None, *, isolation: Isolati
     process = StudentProcess(extraction.source, **options)
     # the timing twin: the reference in a child like the student's, to measure what the channel adds
     twin = StudentProcess(reference_source(notebook), **options)
-    student = None
     try:
         # both children import torch and load their code while this process loads the reference (the
         # start-up of a notebook, paid once; no check runs, and so nothing is timed, until both are up)
@@ -151,7 +150,7 @@ def grade_notebook(notebook: str, path: Path | str | None, *, isolation: Isolati
             deps = dependencies(notebook)
             substitutes = {f: {g: getattr(ref, g) for g in deps[f]} for f in functions}
             suite = importlib.import_module(SUITES[notebook])
-            student = RemoteStudent(process, substitutes, twin=lambda: twin)
+            student = RemoteStudent(process, substitutes, twin=twin)
             process.start()
         except StudentError as e:
             result.checks += _all_failed(notebook, f"your {notebook} code could not be loaded: {e.message}")
@@ -169,8 +168,6 @@ def grade_notebook(notebook: str, path: Path | str | None, *, isolation: Isolati
                             "run top to bottom (check with Restart & Run All)" for x in process.late_loads]
         result.checks += run_checks(checks_of(suite), student, ref)
     finally:
-        if student is not None:
-            student.close()
         twin.close()
         process.close()
 

@@ -101,13 +101,12 @@ class RemoteStudent:
     """
 
     def __init__(self, process: StudentProcess, substitutes: Mapping[str, Mapping[str, Callable]] | None = None,
-                 twin: Callable[[], StudentProcess] | None = None):
+                 twin: StudentProcess | None = None):
         self.process = process
         self.device = process.device  # where the student's code runs: the speed check times the reference there
         self.substitutes = dict(substitutes or {})
         self.substitute_when_timing = False  # set by run_checks to re-time with the reference dependencies
-        self._make_twin = twin  # a child running the reference, started on the first timing
-        self._twin: StudentProcess | None = None
+        self._twin = twin  # a child running the reference (launched or not), up by the first timing
 
     def call(self, name, *args, **options) -> CallResult:
         with _naming(name, args, options):
@@ -146,16 +145,9 @@ class RemoteStudent:
         return min(trips)
 
     def _started_twin(self) -> StudentProcess | None:
-        if self._twin is None and self._make_twin is not None:
-            self._twin = self._make_twin()
-            self._twin.start()
-        return self._twin
-
-    def close(self) -> None:
-        """Stop the twin, if one was started (the student's process is the caller's)."""
         if self._twin is not None:
-            self._twin.close()
-            self._twin = None
+            self._twin.start()  # nothing to do once it is up
+        return self._twin
 
 
 @functools.lru_cache(maxsize=1)
