@@ -1,8 +1,9 @@
 """Execute a notebook top to bottom in a real kernel and report what it printed.
 
     python -m course_utils.notebook_runner solutions/self_supervised/03_simclr.ipynb --fast
+    SSL_KIT_FAST=1 python -m course_utils.notebook_runner solutions/self_supervised/03_simclr.ipynb
 
-prints each cell's text output (and names the figures and errors), so that a
+(fast mode from ``--fast`` or from ``SSL_KIT_FAST`` in the environment; it says which) prints each cell's text output (and names the figures and errors), so that a
 notebook can be run and read as a student would, from a terminal or CI. The
 kit's tests call `execute` directly.
 """
@@ -22,7 +23,7 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 
-from .checks import FAST_ENV
+from .checks import FAST_ENV, fast_mode
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,10 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_utils.notebook_runner", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebook", type=Path)
-    parser.add_argument("--fast", action="store_true", help="set SSL_KIT_FAST=1 (the quick CI run)")
+    parser.add_argument("--fast", action="store_true",
+                        help="fast mode: fewer steps (the quick CI run); SSL_KIT_FAST=1 in the environment does the same")
     parser.add_argument("--save", type=Path, default=None, help="write the executed notebook here")
     args = parser.parse_args(argv)
-    run = execute(args.notebook, fast=args.fast, save_to=args.save)
+    fast = args.fast or fast_mode()
+    source = "--fast" if args.fast else f"{FAST_ENV}={os.environ.get(FAST_ENV)}" if fast else f"no --fast, no {FAST_ENV}=1"
+    print(f"{args.notebook}: {'fast' if fast else 'full'} mode (from {source})", flush=True)
+    run = execute(args.notebook, fast=fast, save_to=args.save)
     for cell in run.cells:
         if cell.stdout:
             print(cell.stdout, end="" if cell.stdout.endswith("\n") else "\n")

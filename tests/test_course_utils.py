@@ -1,5 +1,6 @@
 """course_utils: augmentations, checks, models, training loop, evaluation, plots."""
 import math
+from pathlib import Path
 
 import matplotlib
 import pytest
@@ -110,13 +111,46 @@ def test_train_reduces_a_loss_and_checkpoints_round_trip(tmp_path, capsys):
     assert torch.equal(other.weight, model.weight) and h2.losses == history.losses and extra == {"note": "hi"}
 
 
-def test_train_stops_at_max_steps_and_on_nan():
+def test_train_runs_its_steps_passing_over_the_loader_again_and_stops_on_nan():
     model = torch.nn.Linear(2, 1)
-    loader = [torch.randn(4, 2)] * 10
-    h = training.train(model, loader, lambda m, b, d: m(b).pow(2).mean(), epochs=3, max_steps=7, progress=False)
-    assert h.steps == 7
+    loader = [torch.randn(4, 2)] * 3
+    h = training.train(model, loader, lambda m, b, d: m(b).pow(2).mean(), steps=7, progress=False)
+    assert h.steps == h.planned == 7 and len(h.epoch_means) == 3 and not h.capped  # passes of 3, 3 and 1 batches
     with pytest.raises(FloatingPointError, match="step 0"):
         training.train(model, loader, lambda m, b, d: m(b).sum() * float("nan"), progress=False)
+    with pytest.raises(ValueError, match="not both"):
+        training.train(model, loader, lambda m, b, d: m(b).sum(), steps=2, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="no batch"):
+        training.train(model, [], lambda m, b, d: m(b).sum(), steps=2, progress=False)
+
+
+def _seeded_run(steps):
+    torch.manual_seed(0)
+    x = torch.randn(96, 4)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=16, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    noisy = lambda m, b, d: (m(b[0] + 0.1 * torch.randn_like(b[0])) - b[0][:, :1]).pow(2).mean()  # noqa: E731
+    return training.train(model, loader, noisy, steps=steps, lr=0.01, progress=False), model
+
+
+def test_a_seeded_run_of_fixed_steps_repeats_exactly():
+    """Steps, not seconds: the same seed gives the same losses and weights, however fast the machine."""
+    (h1, m1), (h2, m2) = _seeded_run(20), _seeded_run(20)
+    assert h1.losses == h2.losses and h1.steps == 20
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+
+
+def test_the_opt_in_time_cap_and_a_slow_pace_each_say_so_in_one_line(capsys):
+    model, loader = torch.nn.Linear(2, 1), [torch.randn(4, 2)] * 3
+    h = training.train(model, loader, lambda m, b, d: m(b).pow(2).mean(), steps=50, max_seconds=0.0, desc="demo",
+                       progress=False)
+    assert h.capped and h.steps == 1 and h.planned == 50
+    assert "demo: stopped by its time cap (max_seconds=0) after 1 of 50 steps" in capsys.readouterr().out
+    h = training.train(model, loader, lambda m, b, d: m(b).pow(2).mean(), steps=40, expect_seconds=1e-9,
+                       desc="demo", progress=False)
+    out = capsys.readouterr().out
+    assert h.steps == 40 and not h.capped and out.count("demo: at this pace the 40 steps take about") == 1, out
 
 
 def test_train_supervised_trains_the_encoder_in_place_through_the_augmentation():
@@ -229,3 +263,28 @@ def test_split_batchnorm_makes_the_order_of_the_batch_matter_and_loads_as_batchn
     split.load_state_dict(plain.state_dict())  # (training moved their running statistics differently)
     plain.eval(), split.eval()
     torch.testing.assert_close(split(x), plain(x))  # eval mode: the running statistics, as BatchNorm2d
+
+
+# --- the notebook runner ---------------------------------------------------------
+@pytest.mark.parametrize("flag, env, fast, said", [
+    ([], None, False, "full mode (from no --fast, no SSL_KIT_FAST=1)"),
+    (["--fast"], None, True, "fast mode (from --fast)"),
+    ([], "1", True, "fast mode (from SSL_KIT_FAST=1)"),
+    ([], "0", False, "full mode"),
+])
+def test_the_runner_takes_fast_mode_from_the_flag_or_the_environment_and_says_which(
+        monkeypatch, capsys, tmp_path, flag, env, fast, said):
+    from course_utils import notebook_runner
+    seen = {}
+
+    def fake_execute(path, *, fast, save_to):
+        seen["fast"] = fast
+        return notebook_runner.NotebookRun(Path(path), 0.0)
+
+    monkeypatch.setattr(notebook_runner, "execute", fake_execute)
+    if env is None:
+        monkeypatch.delenv("SSL_KIT_FAST", raising=False)
+    else:
+        monkeypatch.setenv("SSL_KIT_FAST", env)
+    assert notebook_runner.main([str(tmp_path / "nb.ipynb"), *flag]) == 0
+    assert seen["fast"] is fast and said in capsys.readouterr().out
