@@ -4,7 +4,8 @@ Each submission replaces some graded functions of the reference with an attack
 or an accident (one per function, so that one submission tests several) and
 the test asserts the exact score of every function, that nothing outside the
 sandbox changed, that the hidden suite and the reference were not readable,
-and that grading finished in time. See SECURITY.md for the threat table.
+and that each hang and endless loop was stopped by its time limit (its feedback says
+so). See SECURITY.md for the threat table.
 """
 import json
 import os
@@ -65,9 +66,7 @@ def canaries(tmp_path_factory):
 
 def _grade(tmp_path, code):
     make_submission(tmp_path, NB, code)
-    start = time.perf_counter()
-    result = grade_submission(tmp_path, call_timeout=TIMEOUT)
-    return result, time.perf_counter() - start
+    return grade_submission(tmp_path, call_timeout=TIMEOUT)
 
 
 def _scores(result):
@@ -149,7 +148,7 @@ def compute_train_transform(size=32, mean=DEFAULT_MEAN, std=DEFAULT_STD):
                       T.ToDtype(torch.float32, scale=True), T.Normalize(mean, std)])
 """,
     }
-    result, seconds = _grade(tmp_path, code)
+    result = _grade(tmp_path, code)
     _expect(result, {"sim", "sim_positive_pairs", "simclr_loss_naive", "simclr_loss_vectorized"})
     leak = _feedback(result, "sim")
     assert "FileNotFoundError | FileNotFoundError | FileNotFoundError" in leak
@@ -162,7 +161,6 @@ def compute_train_transform(size=32, mean=DEFAULT_MEAN, std=DEFAULT_STD):
     assert c["results"].read_text() == "ORIGINAL" and c["secret"].read_text() == "TOPSECRET"
     stray = subprocess.run(["pgrep", "-f", "ssl-kit-stray-process"], capture_output=True, text=True)
     assert stray.stdout.strip() == "", "a student's background process outlived grading"
-    assert seconds < 120
 
 
 def test_exits_kills_hangs_and_the_network(tmp_path, canaries):
@@ -200,7 +198,7 @@ def compute_train_transform(size=32, mean=DEFAULT_MEAN, std=DEFAULT_STD):
                       T.ToDtype(torch.float32, scale=True), T.Normalize(mean, std)])
 """,
     }
-    result, seconds = _grade(tmp_path, code)
+    result = _grade(tmp_path, code)
     _expect(result, {"sim", "compute_sim_matrix", "sim_positive_pairs", "simclr_loss_naive", "simclr_loss_vectorized"})
     assert "stopped the Python process" in _feedback(result, "sim")
     assert "exited with status 3" in _feedback(result, "compute_sim_matrix")
@@ -208,7 +206,6 @@ def compute_train_transform(size=32, mean=DEFAULT_MEAN, std=DEFAULT_STD):
     assert "did not finish in time" in _feedback(result, "simclr_loss_naive")
     assert "Sneaky" in _feedback(result, "simclr_loss_vectorized")
     assert canaries["connections"] == [], "student code reached the network"
-    assert seconds < 150
 
 
 def test_memory_output_forks_channel_and_signals(tmp_path):
@@ -258,13 +255,12 @@ def compute_train_transform(size=32, mean=DEFAULT_MEAN, std=DEFAULT_STD):
     os.kill(os.getpid(), signal.SIGSTOP)
 """,
     }
-    result, seconds = _grade(tmp_path, code)
+    result = _grade(tmp_path, code)
     _expect(result, {"sim", "sim_positive_pairs", "simclr_loss_naive", "simclr_loss_vectorized",
                      "compute_train_transform"})
     assert "MemoryError" in _feedback(result, "sim")
     assert "invalid reply" in _feedback(result, "simclr_loss_naive") or "stopped" in _feedback(result, "simclr_loss_naive")
     assert "did not finish in time" in _feedback(result, "compute_train_transform")
-    assert seconds < 180
     leftovers = subprocess.run(["pgrep", "-u", "65534"], capture_output=True, text=True).stdout.split()
     assert len(leftovers) < 5, f"{len(leftovers)} processes of the sandbox user outlived grading"
 

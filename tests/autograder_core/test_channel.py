@@ -281,10 +281,8 @@ def test_decode_frame_size_limit():
 def test_recv_refuses_a_huge_announced_frame_before_reading_it(pipe):
     r, w = pipe
     os.write(w, struct.pack("<4sIQ", b"SSLG", 2, 10**12) + b"[]")
-    start = time.monotonic()
-    with pytest.raises(ProtocolError, match="announces 1000000000002 bytes"):
-        recv(r, timeout=1)
-    assert time.monotonic() - start < 0.5
+    with pytest.raises(ProtocolError, match="announces 1000000000002 bytes"):  # had it read on, it would have
+        recv(r, timeout=60)                                                    # timed out: ChannelTimeout
 
 
 def test_recv_refuses_garbage(pipe):
@@ -302,7 +300,7 @@ def test_recv_times_out_on_silence_and_on_a_partial_frame(pipe):
     start = time.monotonic()
     with pytest.raises(ChannelTimeout):
         recv(r, timeout=0.2)
-    assert 0.15 < time.monotonic() - start < 1.0
+    assert time.monotonic() - start >= 0.2  # it waited its timeout out (a lower bound only: load can only lengthen it)
     os.write(w, encode([1, 2, 3])[:-3])
     with pytest.raises(ChannelTimeout):
         recv(r, timeout=0.2)

