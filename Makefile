@@ -13,13 +13,14 @@ COURSE      ?= course
 FOLDER      ?= assignments/self_supervised
 ONLY        := $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS),)
 
-.PHONY: help venv sandbox demo test release check-release notebooks gradescope nbgrader-course grade regrade \
+.PHONY: help venv sandbox demo test test-busy release check-release notebooks gradescope nbgrader-course grade regrade \
         submit self-check benchmark clean
 
 help:
 	@echo "Getting started"
 	@echo "  make demo           set up .venv, run the SimCLR notebook (fast mode), grade the bundled example class"
 	@echo "  make test           set up .venv and run the kit's tests"
+	@echo "  make test-busy      the kit's tests beside one busy process per core (results must not depend on load)"
 	@echo "  make sandbox        install bubblewrap, the grader's sandbox (as root, with apt-get)"
 	@echo "Students"
 	@echo "  make submit         check the notebooks in FOLDER (default $(FOLDER)) and write FOLDER/submission.zip"
@@ -33,8 +34,9 @@ help:
 	@echo "  make grade          grade every submission in SUBMISSIONS (default $(SUBMISSIONS)/) in parallel:"
 	@echo "                      build/grades.csv, build/results/, the class report build/report/ [NOTEBOOKS=, WORKERS=]"
 	@echo "  make regrade        grade one submission again: SUBMISSION=path (a folder, zip or notebook)"
-	@echo "  make benchmark      every benchmark of benchmarks/README.md (about 30 minutes on 2 cores): the"
-	@echo "                      losses, their scale, one submission, a class; output in build/benchmarks/"
+	@echo "  make benchmark      every benchmark of benchmarks/README.md (about 40 minutes on 2 cores): the"
+	@echo "                      losses, their scale, the speed checks' margins, the notebooks' times, one"
+	@echo "                      submission, a class; output in build/benchmarks/"
 
 # The virtual environment is rebuilt whenever requirements.txt changes.
 $(VENV)/.installed: requirements.txt
@@ -54,6 +56,10 @@ demo: venv sandbox
 
 test: venv sandbox
 	$(PY) -m pytest
+
+# The same tests beside one busy process per core for their whole run: no grade, figure or test may depend on load.
+test-busy: venv sandbox
+	$(PY) benchmarks/busy.py -- $(PY) -m pytest
 
 release: venv
 	$(PY) -m course_utils.release
@@ -88,6 +94,9 @@ benchmark: venv
 	mkdir -p build/benchmarks
 	bash -o pipefail -c "$(PY) benchmarks/losses.py | tee build/benchmarks/losses.txt"
 	bash -o pipefail -c "$(PY) benchmarks/scale.py --plot build/benchmarks/simclr_scale.png | tee build/benchmarks/scale.txt"
+	bash -o pipefail -c "$(PY) benchmarks/speed_ratios.py | tee build/benchmarks/speed_ratios.txt"
+	bash -o pipefail -c "$(PY) benchmarks/notebooks.py | tee build/benchmarks/notebooks_fast.txt"
+	bash -o pipefail -c "$(PY) benchmarks/busy.py -- $(PY) benchmarks/notebooks.py | tee build/benchmarks/notebooks_fast_busy.txt"
 	bash -o pipefail -c "$(PY) benchmarks/grade_one.py | tee build/benchmarks/grade_one.txt"
 	bash -o pipefail -c "$(PY) benchmarks/grade_class.py --students 18 --nbgrader-students 6 | tee build/benchmarks/grade_class.txt"
 

@@ -118,11 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true",
                         help="fast mode: fewer steps (the quick CI run); SSL_KIT_FAST=1 in the environment does the same")
     parser.add_argument("--save", type=Path, default=None, help="write the executed notebook here")
+    parser.add_argument("--timeout", type=int, default=600,
+                        help="seconds a cell may run before the run stops (default 600; a busy machine may need more)")
     args = parser.parse_args(argv)
     fast = args.fast or fast_mode()
     source = "--fast" if args.fast else f"{FAST_ENV}={os.environ.get(FAST_ENV)}" if fast else f"no --fast, no {FAST_ENV}=1"
     print(f"{args.notebook}: {'fast' if fast else 'full'} mode (from {source})", flush=True)
-    run = execute(args.notebook, fast=fast, save_to=args.save)
+    run = execute(args.notebook, fast=fast, save_to=args.save, timeout=args.timeout)
     for cell in run.cells:
         if cell.stdout:
             print(cell.stdout, end="" if cell.stdout.endswith("\n") else "\n")

@@ -277,7 +277,7 @@ def test_the_runner_takes_fast_mode_from_the_flag_or_the_environment_and_says_wh
     from course_utils import notebook_runner
     seen = {}
 
-    def fake_execute(path, *, fast, save_to):
+    def fake_execute(path, *, fast, save_to, timeout):
         seen["fast"] = fast
         return notebook_runner.NotebookRun(Path(path), 0.0)
 
