@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -26,12 +27,22 @@ def cores() -> int:
 
 def run_beside_busy(command: list[str], procs: int) -> int:
     """Start ``procs`` spinning processes, run ``command`` to its end, kill them; the command's exit status."""
+    def stop(signum, frame):  # a kill of this script ends the busy processes too, not only the command's end
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
     hogs = [subprocess.Popen([sys.executable, "-c", SPIN], stdin=subprocess.DEVNULL) for _ in range(procs)]
     print(f"busy.py: {procs} busy process(es) beside `{' '.join(command)}` ({cores()} cores)", flush=True)
     start = time.perf_counter()
+    child = None
     try:
-        return subprocess.call(command)
+        child = subprocess.Popen(command)
+        return child.wait()
     finally:
+        if child is not None and child.poll() is None:
+            child.terminate()
+            child.wait()
         for hog in hogs:
             hog.kill()
         for hog in hogs:
