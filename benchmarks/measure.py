@@ -3,7 +3,9 @@
 - `time_side_by_side({name: fn}, repeats)`: the median wall time of each
   ``fn()``, the functions called in turn within each repeat, so that a burst
   of load on a shared machine hits all of them alike and their ratios stay
-  meaningful.
+  meaningful. `time_samples` is the same loop returning every sample (and
+  allowing fewer repeats for the slowest functions), for other statistics
+  (the floor, as the hidden suites' speed checks take).
 - `peak_memory(fn)`: the peak of memory allocated while ``fn()`` runs, above
   what was allocated before it, in bytes: CUDA's allocator statistics on a
   GPU, the profiler's allocation events on the CPU.
@@ -28,22 +30,42 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def time_samples(fns: dict[str, Callable[..., Any]], repeats: int = 7, warmup: int = 1,
+                 device: torch.device | str = "cpu", repeats_of: dict[str, int] | None = None,
+                 setups: dict[str, Callable[[], Any]] | None = None) -> dict[str, list[float]]:
+    """``{name: fn}`` -> ``{name: [seconds of each fn() call]}``, the functions interleaved repeat by repeat.
+
+    ``repeats_of`` gives some functions fewer repeats (the slow ones): they take part in the first repeats
+    only, still interleaved with the others. ``setups[name]()``, where given, runs untimed right before each
+    call of ``fns[name]``, which gets its result (e.g. new inputs)."""
+    device = torch.device(device)
+    wanted = {name: min(repeats, (repeats_of or {}).get(name, repeats)) for name in fns}
+    setups = setups or {}
+
+    def call(name: str) -> float:
+        setup = setups.get(name)
+        arg = (setup(),) if setup else ()
+        _sync(device)
+        start = time.perf_counter()
+        fns[name](*arg)
+        _sync(device)
+        return time.perf_counter() - start
+
+    for name in fns:
+        for _ in range(warmup):
+            call(name)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(repeats):
+        for name in fns:
+            if r < wanted[name]:
+                times[name].append(call(name))
+    return times
+
+
 def time_side_by_side(fns: dict[str, Callable[[], Any]], repeats: int = 7, warmup: int = 1,
                       device: torch.device | str = "cpu") -> dict[str, float]:
     """``{name: fn}`` -> ``{name: median seconds of fn()}``, the functions interleaved repeat by repeat."""
-    device = torch.device(device)
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            _sync(device)
-            start = time.perf_counter()
-            fn()
-            _sync(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return {name: statistics.median(t) for name, t in time_samples(fns, repeats, warmup, device).items()}
 
 
 @contextlib.contextmanager
