@@ -175,6 +175,12 @@ def fresh_inputs(args: Sequence[Any], seed: int) -> list[Any]:
             else a for a in args]
 
 
+def speed_limit(reference: float, loop: float, closeness: float) -> float:
+    """The time at ``closeness`` on a log scale from the reference's (0) to the loop's (1); twice the
+    reference's where the loop is no slower."""
+    return reference * (loop / reference) ** closeness if loop > reference else 2 * reference
+
+
 def _median(values: Sequence[float]) -> float:
     return sorted(values)[len(values) // 2]
 
@@ -255,7 +261,7 @@ def expect_vectorized(student: Student, name: str, args: Sequence[Any], *, refer
                     own.append(seconds)
             t_s.append(min(own))  # the floor: the channel's latency has a long tail, the code's cost does not
         ts, tr, tl, overhead = (_median(t) for t in (t_s, t_r, t_l, t_o))
-        return max(ts - overhead, 0.0), tr, tl, overhead, tr * (tl / tr) ** closeness if tl > tr else 2 * tr
+        return max(ts - overhead, 0.0), tr, tl, overhead, speed_limit(tr, tl, closeness)
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -20,7 +20,8 @@ import time
 
 import torch
 from autograder.grading.checks import (Failure, Hint, describe, describe_call, expect_tensor, expect_tuple,
-                                       expect_unchanged, expect_value_error, expect_vectorized, graded, shape_hint)
+                                       expect_unchanged, expect_value_error, expect_vectorized, graded, shape_hint,
+                                       speed_limit)
 from autograder.isolation.specs import generator_spec
 from autograder.isolation.student_process import StudentError
 from autograder.suites.common import randn, want
@@ -521,7 +522,7 @@ def test_hamming_permutations_vectorized(student, ref):
     finally:
         torch.set_num_threads(threads)
     ts, tr, tl = (_median(t) for t in (t_s, t_r, t_l))
-    limit = tr * (tl / tr) ** HAMMING_CLOSENESS if tl > tr else 2 * tr
+    limit = speed_limit(tr, tl, HAMMING_CLOSENESS)
     figures = (f"yours {ts * 1e3:.3g} ms, reference {tr * 1e3:.3g} ms, a loop over the {math.factorial(T)} "
                f"candidates {tl * 1e3:.3g} ms, limit {limit * 1e3:.3g} ms")
     if ts > limit:
